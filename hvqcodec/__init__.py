@@ -1,0 +1,14 @@
+"""hvqcodec: a learned lossy image codec (hierarchical VQ-VAE + autoregressive priors).
+
+    import hvqcodec
+    data = hvqcodec.encode("photo.jpg")     # bytes of a .hvq file
+    image = hvqcodec.decode(data)           # PIL.Image, RGB
+
+`hvqcodec.Codec` keeps a model loaded for repeated use. Every bad input raises `HvqError`.
+"""
+
+from hvqcodec.codec import Codec, decode, encode
+from hvqcodec.errors import HvqError
+
+__version__ = "0.1.0"
+__all__ = ["Codec", "HvqError", "__version__", "decode", "encode"]

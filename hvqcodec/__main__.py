@@ -1,0 +1,3 @@
+from hvqcodec.cli import main
+
+main(prog_name="hvqcodec")

@@ -1,0 +1,170 @@
+"""The codec: one image through the whole pipeline and back.
+
+    pixels --image_io--> (H, W, 3) uint8 --vqvae.encode--> code maps (top, middle, bottom)
+           --priors (wavefront)--> probability tables --range_coder--> streams --container--> .hvq
+
+and the reverse for decoding. `Codec` loads a model once and can be reused.
+"""
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hvqcodec import container
+from hvqcodec.errors import HvqError
+from hvqcodec.image_io import ImageInput, load_rgb
+from hvqcodec.models import DEFAULT_MODEL, SHIPPED, Model, load_shipped, load_weights
+from hvqcodec.range_coder import LevelDecoder, LevelEncoder, LevelStats
+from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
+
+# The prior runs with this many threads on both sides: float results may depend on how a
+# reduction is split across threads, and one ulp of difference breaks range decoding.
+PRIOR_THREADS = 1
+# The models here have one rate; issue-level quality scales come with multi-rate models.
+# Rate-distortion trade-off of the encoder's code choice at each quality (see LevelEncoder).
+QUALITY_LAMBDA = {1: 0.0}
+QUALITIES = tuple(QUALITY_LAMBDA)
+DEFAULT_QUALITY = 1
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    width: int
+    height: int
+    codes: dict[str, np.ndarray]
+    stats: dict[str, LevelStats]
+    notes: list[str] = field(default_factory=list)  # input conversions, e.g. RGBA -> RGB
+
+    @property
+    def bpp(self) -> float:
+        return 8 * len(self.data) / (self.width * self.height)
+
+
+@dataclass
+class Decoded:
+    image: Image.Image
+    header: container.HvqFile
+    codes: dict[str, np.ndarray]
+    stats: dict[str, LevelStats]
+
+
+class Codec:
+    """A loaded model. `model` is a shipped model's name, a weights file path, or a `Model`."""
+
+    def __init__(self, model: str | Path | Model = DEFAULT_MODEL) -> None:
+        if isinstance(model, Model):
+            self.model = model
+        elif isinstance(model, str) and model in SHIPPED:
+            self.model = load_shipped(model)
+        else:
+            self.model = load_weights(model)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def encode(self, image: ImageInput, quality: int | None = None) -> bytes:
+        return self.encode_detailed(image, quality).data
+
+    def decode(self, data: bytes) -> Image.Image:
+        return self.decode_detailed(data).image
+
+    @torch.no_grad()
+    def encode_detailed(self, image: ImageInput, quality: int | None = None) -> Encoded:
+        quality = DEFAULT_QUALITY if quality is None else quality
+        if quality not in QUALITIES:
+            raise HvqError(f"quality {quality} not supported; choose one of {list(QUALITIES)}")
+        rgb, notes = load_rgb(image)
+        height, width = rgb.shape[:2]
+        shapes = code_shapes(height, width)
+        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+        vqvae = self.model.vqvae
+        feats = vqvae.features(pad_to_stride(x))
+        codes: dict[str, np.ndarray] = {}
+        quantized: dict[str, torch.Tensor] = {}
+        coders = {}
+        # Level by level: each level's latent depends on the codes chosen above it.
+        for name in LEVELS:
+            quantizer = vqvae.quantizers[name]
+            distances = quantizer.map_distances(vqvae.latent(name, feats, quantized))
+            coders[name] = LevelEncoder(distances.numpy(), QUALITY_LAMBDA[quality])
+            codes[name] = self._code_level(name, codes, shapes[name], coders[name])
+            quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
+        streams = [coders[name].finish() for name in LEVELS]
+        data = container.pack(
+            container.HvqFile(width, height, self.model.model_id, quality, streams)
+        )
+        stats = {n: c.stats for n, c in coders.items()}
+        return Encoded(data, width, height, codes, stats, notes)
+
+    @torch.no_grad()
+    def decode_detailed(self, data: bytes) -> Decoded:
+        header = container.unpack(bytes(data))
+        self._check_header(header)
+        shapes = code_shapes(header.height, header.width)
+        codes: dict[str, np.ndarray] = {}
+        coders = {}
+        for name, stream in zip(LEVELS, header.streams):
+            coders[name] = LevelDecoder(stream)
+            codes[name] = self._code_level(name, codes, shapes[name], coders[name])
+        maps = {name: torch.from_numpy(c)[None] for name, c in codes.items()}
+        y = self.model.vqvae.decode(maps)[0, :, : header.height, : header.width]
+        pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+        return Decoded(image, header, codes, {n: c.stats for n, c in coders.items()})
+
+    def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
+        """Run level `name`'s prior over its map, conditioned on the coarser code maps."""
+        with pinned_threads(PRIOR_THREADS):
+            maps = [torch.from_numpy(upper[k])[None] for k in LEVELS[: LEVELS.index(name)]]
+            return self.model.prior.levels[name].code(maps, shape, coder)
+
+    def _check_header(self, header: container.HvqFile) -> None:
+        if header.model_id != self.model.model_id:
+            raise HvqError(
+                f"this file needs model {model_label(header.model_id)}, "
+                f"but the codec has {self.model.name} ({self.model.model_id:08x})"
+            )
+        if header.quality not in QUALITIES:
+            raise HvqError(f"corrupt header: quality {header.quality} is not one of {QUALITIES}")
+        if len(header.streams) != len(LEVELS):
+            raise HvqError(f"corrupt header: {len(header.streams)} streams, expected {len(LEVELS)}")
+
+
+def model_label(model_id: int) -> str:
+    """A model id as a user reads it: the shipped model's name if it is one of ours."""
+    for name, (_, known_id) in SHIPPED.items():
+        if known_id == model_id:
+            return f"{name} ({model_id:08x})"
+    return f"{model_id:08x}, which this version of hvqcodec does not ship"
+
+
+@functools.lru_cache(maxsize=4)
+def default_codec(model: str = DEFAULT_MODEL) -> Codec:
+    return Codec(model)
+
+
+def encode(image: ImageInput, quality: int | None = None) -> bytes:
+    """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes."""
+    return default_codec().encode(image, quality)
+
+
+def decode(data: bytes) -> Image.Image:
+    """Decompress .hvq bytes to an RGB PIL image."""
+    return default_codec().decode(data)

@@ -1,0 +1,100 @@
+"""The .hvq container: header, per-level streams and CRC32. Specified in docs/FORMAT.md."""
+
+import zlib
+from dataclasses import dataclass
+
+from hvqcodec.errors import HvqError
+
+MAGIC = b"HVQ"
+VERSION = 1
+_MAX_VARINT_BYTES = 5  # enough for any 32-bit value
+
+
+@dataclass
+class HvqFile:
+    width: int
+    height: int
+    model_id: int
+    quality: int
+    streams: list[bytes]  # one per level, coarsest first
+
+
+def _varint(n: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, least significant first, high bit = more follows."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise HvqError(f"truncated file: ends inside the {what}")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(_MAX_VARINT_BYTES):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                return value
+        raise HvqError(f"corrupt header: {what} is too long")
+
+
+def pack(f: HvqFile) -> bytes:
+    body = b"".join(
+        [
+            MAGIC,
+            bytes([VERSION]),
+            f.model_id.to_bytes(4, "big"),
+            _varint(f.width),
+            _varint(f.height),
+            bytes([f.quality, len(f.streams)]),
+            *[_varint(len(s)) for s in f.streams],
+            *f.streams,
+        ]
+    )
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def unpack(data: bytes) -> HvqFile:
+    """Parse and check a .hvq file; every malformation raises HvqError."""
+    if not data:
+        raise HvqError("empty file")
+    if data[:3] != MAGIC:
+        if len(data) < 3 and MAGIC.startswith(data):
+            raise HvqError("truncated file: ends inside the magic bytes")
+        raise HvqError("not an .hvq file (bad magic bytes)")
+    r = _Reader(data)
+    r.take(3, "magic")
+    version = r.take(1, "version")[0]
+    if version != VERSION:
+        raise HvqError(f"unsupported .hvq format version {version} (this hvqcodec reads {VERSION})")
+    if len(data) < 4 + 4 + 4:
+        raise HvqError("truncated file: shorter than the smallest header")
+    body, crc = data[:-4], int.from_bytes(data[-4:], "big")
+    if zlib.crc32(body) != crc:
+        raise HvqError("corrupt file: CRC32 mismatch (the file is damaged or truncated)")
+    r = _Reader(body)
+    r.pos = 4
+    model_id = int.from_bytes(r.take(4, "model id"), "big")
+    width, height = r.varint("width"), r.varint("height")
+    if width < 1 or height < 1:
+        raise HvqError(f"corrupt header: image size {width}x{height}")
+    quality, levels = r.take(2, "quality and level count")
+    lengths = [r.varint("stream length") for _ in range(levels)]
+    if r.pos + sum(lengths) != len(body):
+        raise HvqError(
+            f"corrupt file: streams take {sum(lengths)} bytes but {len(body) - r.pos} remain"
+        )
+    streams = [r.take(n, "streams") for n in lengths]
+    return HvqFile(width, height, model_id, quality, streams)

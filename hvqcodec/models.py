@@ -1,0 +1,119 @@
+"""Shipped models: the weights file, model ids, and the registry of models this package knows.
+
+A weights file is a plain dict saved with `torch.save` and read with `weights_only=True`, so
+loading never unpickles arbitrary objects:
+
+    {"format": "hvqcodec-weights/1", "name": str, "vqvae_config": dict, "prior_config": dict,
+     "vqvae": state_dict, "prior": state_dict}
+
+Float tensors are stored as float16 to halve the package size; they are widened to float32 on
+load, so every machine computes with exactly the same weights.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from hvqcodec.errors import HvqError
+from hvqcodec.priors import HierarchicalPrior, PriorConfig
+from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
+
+WEIGHTS_FORMAT = "hvqcodec-weights/1"
+# Models shipped inside the package: name -> (file in hvqcodec/weights, model id). Entries are
+# never removed, so files written by any release keep decoding.
+SHIPPED: dict[str, tuple[str, int]] = {"hvq-v1": ("hvq-v1.pt", 0)}
+DEFAULT_MODEL = "hvq-v1"
+
+
+@dataclass
+class Model:
+    name: str
+    model_id: int  # 32-bit fingerprint of configs and weights, written into every .hvq file
+    vqvae: HierarchicalVQVAE
+    prior: HierarchicalPrior
+
+
+def fingerprint(weights: dict) -> int:
+    """SHA-256 over the configs and every tensor, in key order; the first 4 bytes."""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps([weights["vqvae_config"], weights["prior_config"]], sort_keys=True).encode()
+    )
+    for part in ("vqvae", "prior"):
+        for key in sorted(weights[part]):
+            h.update(key.encode())
+            h.update(weights[part][key].contiguous().numpy().tobytes())
+    return int.from_bytes(h.digest()[:4], "big")
+
+
+def _half(state: dict) -> dict:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def pack_weights(name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior) -> dict:
+    return {
+        "format": WEIGHTS_FORMAT,
+        "name": name,
+        "vqvae_config": vqvae.config.to_dict(),
+        "prior_config": prior.config.to_dict(),
+        "vqvae": _half(vqvae.state_dict()),
+        "prior": _half(prior.state_dict()),
+    }
+
+
+def save_weights(path: str | Path, name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior):
+    torch.save(pack_weights(name, vqvae, prior), path)
+
+
+def build_model(weights: dict) -> Model:
+    """Instantiate a model from a weights dict (as saved by `save_weights`)."""
+    if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
+        raise HvqError(f"not an hvqcodec weights file (expected format {WEIGHTS_FORMAT})")
+    try:
+        vq_cfg = VQVAEConfig.from_dict(weights["vqvae_config"])
+        vqvae = HierarchicalVQVAE(vq_cfg)
+        prior = HierarchicalPrior(PriorConfig.from_dict(weights["prior_config"]), vq_cfg)
+        vqvae.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in weights["vqvae"].items()}
+        )
+        prior.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in weights["prior"].items()}
+        )
+    except (KeyError, TypeError, RuntimeError, AttributeError) as e:
+        raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
+    vqvae.eval()
+    prior.eval()
+    return Model(str(weights.get("name", "?")), fingerprint(weights), vqvae, prior)
+
+
+def load_weights(path: str | Path) -> Model:
+    """Load a weights file; a missing, corrupt or foreign file raises HvqError."""
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise HvqError(f"weights file not found: {path}") from None
+    except Exception as e:  # torch raises many types for a damaged archive
+        raise HvqError(f"cannot read weights file {path}: {e}") from None
+    return build_model(weights)
+
+
+def shipped_path(name: str) -> Path:
+    if name not in SHIPPED:
+        raise HvqError(f"unknown model {name!r}; shipped models: {', '.join(SHIPPED)}")
+    return Path(str(resources.files("hvqcodec") / "weights" / SHIPPED[name][0]))
+
+
+def load_shipped(name: str) -> Model:
+    """A shipped model, checked against the id the registry expects."""
+    model = load_weights(shipped_path(name))
+    expected = SHIPPED[name][1]
+    if model.model_id != expected:
+        raise HvqError(
+            f"shipped weights for {name} are damaged: "
+            f"id {model.model_id:08x}, expected {expected:08x}"
+        )
+    return model

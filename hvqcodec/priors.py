@@ -1,0 +1,183 @@
+"""Autoregressive priors over the code maps: the entropy models that drive range coding.
+
+PixelCNN-style (van den Oord, Kalchbrenner, Kavukcuoglu, "Pixel Recurrent Neural Networks",
+ICML 2016; "Conditional Image Generation with PixelCNN Decoders", NeurIPS 2016), shaped for
+fast decoding:
+
+- The causal part is one masked 5x5 convolution over the level's own codes (mask type A: rows
+  above and the positions to the left), followed by per-position layers. It is shallow on
+  purpose: a position only depends on its causal neighbourhood, so decoding can advance on a
+  wavefront, every position whose neighbourhood is known in one batched step, instead of one
+  network pass per symbol.
+- The depth sits in a non-causal network over the already-decoded coarser levels (none for the
+  top level, the top codes for the middle, top and middle for the bottom). It runs once per
+  level, over the whole map.
+
+Training evaluates all positions at once with the masked convolution. Coding evaluates them
+wavefront by wavefront in `LevelPrior.code`, on both sides through the same code path and the
+same batches, so encoder and decoder compute the same probabilities bit for bit.
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hvqcodec.layers import ResBlock
+from hvqcodec.vqvae import LEVELS, VQVAEConfig
+
+# Probabilities are quantized to integers that sum to at most 2**PROB_BITS, each at least 1.
+PROB_BITS = 16
+
+# Called once per wavefront step with the flat positions of the step, their integer probability
+# tables (n, K) and float probabilities (n, K); returns the n symbols at those positions.
+StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class PriorConfig:
+    embed_dim: int = 32
+    hidden: int = 96
+    cond_blocks: int = 3  # depth of the non-causal network over the coarser levels
+    kernel: int = 5  # of the causal masked convolution
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PriorConfig":
+        return cls(**d)
+
+
+def causal_offsets(kernel: int) -> list[tuple[int, int]]:
+    """(dy, dx) of the positions a type-A mask keeps: the rows above, then the left of this row."""
+    r = kernel // 2
+    return [(dy, dx) for dy in range(-r, 1) for dx in range(-r, r + 1) if (dy, dx) < (0, 0)]
+
+
+def wavefront_schedule(height: int, width: int, kernel: int) -> list[np.ndarray]:
+    """Flat positions grouped into steps; every position's causal neighbours are in earlier steps.
+
+    Position (y, x) needs (y - 1, x + r), so t = (r + 1) * y + x orders them.
+    """
+    r = kernel // 2
+    y, x = np.divmod(np.arange(height * width), width)
+    t = (r + 1) * y + x
+    order = np.argsort(t, kind="stable")
+    bounds = np.flatnonzero(np.diff(t[order])) + 1
+    return np.split(order, bounds)
+
+
+def quantize_probabilities(p: torch.Tensor) -> np.ndarray:
+    """Float probabilities (n, K) -> integer tables, each entry >= 1, each row summing <= 2**16."""
+    k = p.shape[1]
+    q = torch.floor(p.double() * ((1 << PROB_BITS) - k)).long() + 1
+    return q.numpy()
+
+
+class LevelPrior(nn.Module):
+    def __init__(self, num_codes: int, upper: tuple[tuple[int, int], ...], cfg: PriorConfig):
+        """`upper`: (codebook size, upsampling factor) of each coarser level it depends on."""
+        super().__init__()
+        self.num_codes, self.kernel, self.hidden = num_codes, cfg.kernel, cfg.hidden
+        e, h = cfg.embed_dim, cfg.hidden
+        self.offsets = causal_offsets(cfg.kernel)
+        self.embed = nn.Embedding(num_codes, e)
+        self.upper_scales = [s for _, s in upper]
+        self.upper_embeds = nn.ModuleList(nn.Embedding(k, e) for k, _ in upper)
+        if upper:
+            self.cond = nn.Sequential(
+                nn.Conv2d(e * len(upper), h, 3, padding=1),
+                *[ResBlock(h) for _ in range(cfg.cond_blocks)],
+            )
+        else:
+            self.cond_bias = nn.Parameter(torch.zeros(h))
+        # Weights of the masked convolution, only at the kept positions: (hidden, taps * embed).
+        self.causal = nn.Linear(len(self.offsets) * e, h)
+        self.head1 = nn.Linear(h, h)
+        self.head2 = nn.Linear(h, num_codes)
+
+    def conditioning(self, upper: list[torch.Tensor], shape: tuple[int, int]) -> torch.Tensor:
+        """Coarser code maps [(B, h, w)] -> features (B, H, W, hidden) for this level."""
+        if not self.upper_embeds:
+            return self.cond_bias.expand(1, *shape, self.hidden)
+        feats = [
+            F.interpolate(emb(c).permute(0, 3, 1, 2), scale_factor=s, mode="nearest")
+            for emb, c, s in zip(self.upper_embeds, upper, self.upper_scales)
+        ]
+        return self.cond(torch.cat(feats, 1)).permute(0, 2, 3, 1)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head2(F.relu(self.head1(F.relu(h))))
+
+    def logits(self, codes: torch.Tensor, upper: list[torch.Tensor]) -> torch.Tensor:
+        """Teacher-forced logits (B, H, W, K) for all positions at once (training)."""
+        e = self.embed.embedding_dim
+        k, r = self.kernel, self.kernel // 2
+        taps = self.causal.weight.view(self.hidden, len(self.offsets), e)
+        kernel = taps.new_zeros(self.hidden, e, k * k)
+        kept = [(dy + r) * k + (dx + r) for dy, dx in self.offsets]
+        kernel[:, :, kept] = taps.permute(0, 2, 1)
+        emb = self.embed(codes).permute(0, 3, 1, 2)
+        h = F.conv2d(emb, kernel.view(self.hidden, e, k, k), self.causal.bias, padding=r)
+        h = h.permute(0, 2, 3, 1) + self.conditioning(upper, codes.shape[1:])
+        return self._head(h)
+
+    @torch.no_grad()
+    def code(self, upper: list[torch.Tensor], shape: tuple[int, int], step: StepFn) -> np.ndarray:
+        """Run the wavefront over one (H, W) map; `step` encodes or decodes each batch of symbols.
+
+        Encoder and decoder both call this, so they evaluate the network on identical batches.
+        """
+        height, width = shape
+        r = self.kernel // 2
+        e = self.embed.embedding_dim
+        padded_w = width + 2 * r
+        # Embeddings of decoded codes, zero-padded by r rows above and r columns each side;
+        # positions not yet decoded stay zero, which the mask ignores anyway.
+        buf = torch.zeros((height + r) * padded_w, e)
+        cond = self.conditioning(upper, shape).reshape(height * width, self.hidden)
+        y, x = np.divmod(np.arange(height * width), width)
+        own = (y + r) * padded_w + (x + r)
+        ctx = own[:, None] + np.array([dy * padded_w + dx for dy, dx in self.offsets])[None, :]
+        codes = np.zeros(height * width, dtype=np.int64)
+        for positions in wavefront_schedule(height, width, self.kernel):
+            patches = buf[torch.from_numpy(ctx[positions])].reshape(len(positions), -1)
+            h = self.causal(patches) + cond[torch.from_numpy(positions)]
+            probs = torch.softmax(self._head(h), dim=1)
+            symbols = np.asarray(step(positions, quantize_probabilities(probs), probs.numpy()))
+            codes[positions] = symbols
+            buf[torch.from_numpy(own[positions])] = self.embed.weight[torch.from_numpy(symbols)]
+        return codes.reshape(height, width)
+
+
+class HierarchicalPrior(nn.Module):
+    """Top: unconditional. Middle: conditioned on top. Bottom: conditioned on top and middle."""
+
+    def __init__(self, config: PriorConfig | None = None, vq: VQVAEConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or PriorConfig()
+        k_top, k_mid, k_bot = (vq or VQVAEConfig()).codebook_sizes
+        self.levels = nn.ModuleDict(
+            {
+                "top": LevelPrior(k_top, (), cfg),
+                "middle": LevelPrior(k_mid, ((k_top, 2),), cfg),
+                "bottom": LevelPrior(k_bot, ((k_top, 4), (k_mid, 2)), cfg),
+            }
+        )
+
+    @staticmethod
+    def upper_of(name: str, codes: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return [codes[k] for k in LEVELS[: LEVELS.index(name)]]
+
+    def bits_per_code(self, codes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mean cross-entropy in bits per code of each level (training loss)."""
+        out = {}
+        for name, prior in self.levels.items():
+            logits = prior.logits(codes[name], self.upper_of(name, codes))
+            ce = F.cross_entropy(logits.reshape(-1, prior.num_codes), codes[name].reshape(-1))
+            out[name] = ce / np.log(2)
+        return out

@@ -1,0 +1,177 @@
+"""The hierarchical VQ-VAE: pixels -> three code maps -> pixels.
+
+After Razavi, van den Oord, Vinyals, "Generating Diverse High-Fidelity Images with VQ-VAE-2",
+NeurIPS 2019, with a third level. Strides 8, 16 and 32: a 512x512 image gives code maps of
+64x64 (bottom), 32x32 (middle) and 16x16 (top). The middle encoder sees the quantized top map,
+the bottom encoder the quantized top and middle maps, so each level only codes what the coarser
+ones missed. The decoder brings all three quantized maps back up with transposed convolutions.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hvqcodec.layers import ResBlock, VectorQuantizer
+
+# The coarsest level has stride 32: image sides are padded to a multiple of this.
+STRIDE = 32
+LEVELS = ("top", "middle", "bottom")
+LEVEL_STRIDES = {"top": 32, "middle": 16, "bottom": 8}
+
+
+@dataclass
+class VQVAEConfig:
+    codebook_sizes: tuple[int, int, int] = (512, 256, 128)  # top, middle, bottom
+    code_dim: int = 64
+    channels: int = 128  # width at strides 8..32
+    decoder_channels: tuple[int, int] = (96, 64)  # widths at strides 4 and 2
+    res_blocks: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VQVAEConfig":
+        d = dict(d)
+        d["codebook_sizes"] = tuple(d["codebook_sizes"])
+        d["decoder_channels"] = tuple(d["decoder_channels"])
+        return cls(**d)
+
+
+def _down(cin: int, cout: int) -> nn.Module:
+    return nn.Conv2d(cin, cout, 4, stride=2, padding=1)
+
+
+def _up(cin: int, cout: int) -> nn.Module:
+    return nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)
+
+
+def _stage(channels: int, blocks: int) -> nn.Sequential:
+    """Residual blocks with CBAM attention, the body of every encoder stage."""
+    return nn.Sequential(*[ResBlock(channels, attention=True) for _ in range(blocks)])
+
+
+@dataclass
+class VQVAEOutput:
+    reconstruction: torch.Tensor
+    indices: dict[str, torch.Tensor]
+    commit_loss: torch.Tensor
+    perplexity: dict[str, torch.Tensor] = field(default_factory=dict)
+    usage: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class HierarchicalVQVAE(nn.Module):
+    def __init__(self, config: VQVAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or VQVAEConfig()
+        c, d = cfg.channels, cfg.code_dim
+        c4, c2 = cfg.decoder_channels
+        # Encoder trunk: pixels -> features at strides 8, 16, 32.
+        self.enc8 = nn.Sequential(
+            _down(3, c2),
+            nn.ReLU(inplace=True),
+            _down(c2, c4),
+            nn.ReLU(inplace=True),
+            _down(c4, c),
+            _stage(c, cfg.res_blocks),
+        )
+        self.enc16 = nn.Sequential(_down(c, c), _stage(c, cfg.res_blocks))
+        self.enc32 = nn.Sequential(_down(c, c), _stage(c, cfg.res_blocks))
+        # Pre-quantization heads; middle and bottom also see the quantized coarser levels.
+        self.pre_top = nn.Conv2d(c, d, 1)
+        self.top_to16 = _up(d, d)
+        self.pre_middle = nn.Sequential(
+            nn.Conv2d(c + d, c, 3, padding=1), _stage(c, cfg.res_blocks), nn.Conv2d(c, d, 1)
+        )
+        self.upper_to8 = _up(2 * d, d)
+        self.pre_bottom = nn.Sequential(
+            nn.Conv2d(c + d, c, 3, padding=1), _stage(c, cfg.res_blocks), nn.Conv2d(c, d, 1)
+        )
+        self.quantizers = nn.ModuleDict(
+            {name: VectorQuantizer(k, d) for name, k in zip(LEVELS, cfg.codebook_sizes)}
+        )
+        # Decoder: top -> stride 16, joined with middle -> stride 8, joined with bottom -> pixels.
+        self.dec_top = nn.Sequential(nn.Conv2d(d, c, 3, padding=1), ResBlock(c), _up(c, c))
+        self.dec_middle = nn.Sequential(nn.Conv2d(c + d, c, 3, padding=1), ResBlock(c), _up(c, c))
+        self.dec_bottom = nn.Sequential(
+            nn.Conv2d(c + d, c, 3, padding=1),
+            *[ResBlock(c) for _ in range(cfg.res_blocks + 1)],
+            nn.ReLU(),
+            _up(c, c4),
+            nn.ReLU(inplace=True),
+            _up(c4, c2),
+            nn.ReLU(inplace=True),
+            _up(c2, 3),
+        )
+
+    # The two halves, each usable alone by the codec.
+    # The encoder in its steps, so the codec can choose each level's codes (rate-distortion
+    # optimised) before the next level's latent is computed from them.
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images in [0, 1], sides a multiple of 32 -> trunk features of each level."""
+        h8 = self.enc8(x * 2 - 1)
+        h16 = self.enc16(h8)
+        return {"bottom": h8, "middle": h16, "top": self.enc32(h16)}
+
+    def latent(
+        self, name: str, feats: dict[str, torch.Tensor], quantized: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Pre-quantization latent of level `name`, given the quantized coarser levels."""
+        if name == "top":
+            return self.pre_top(feats["top"])
+        top16 = self.top_to16(quantized["top"])
+        if name == "middle":
+            return self.pre_middle(torch.cat([feats["middle"], top16], 1))
+        upper8 = self.upper_to8(torch.cat([top16, quantized["middle"]], 1))
+        return self.pre_bottom(torch.cat([feats["bottom"], upper8], 1))
+
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images in [0, 1], sides a multiple of 32 -> nearest-code maps {level: (B, H, W)}."""
+        return self._encode(x)[0]
+
+    def decode(self, indices: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Code maps -> images in [0, 1] (unclamped)."""
+        q = {name: self.quantizers[name].lookup(indices[name]) for name in LEVELS}
+        return self._decode(q)
+
+    def _encode(self, x: torch.Tensor):
+        feats = self.features(x)
+        outs, quantized = {}, {}
+        for name in LEVELS:
+            outs[name] = self.quantizers[name](self.latent(name, feats, quantized))
+            quantized[name] = outs[name].quantized
+        return {name: o.indices for name, o in outs.items()}, outs
+
+    def _decode(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
+        y = self.dec_top(q["top"])
+        y = self.dec_middle(torch.cat([y, q["middle"]], 1))
+        y = self.dec_bottom(torch.cat([y, q["bottom"]], 1))
+        return (y + 1) / 2
+
+    def forward(self, x: torch.Tensor) -> VQVAEOutput:
+        indices, outs = self._encode(x)
+        recon = self._decode({name: o.quantized for name, o in outs.items()})
+        return VQVAEOutput(
+            reconstruction=recon,
+            indices=indices,
+            commit_loss=sum(o.commit_loss for o in outs.values()),
+            perplexity={name: o.perplexity for name, o in outs.items()},
+            usage={name: o.usage for name, o in outs.items()},
+        )
+
+
+def pad_to_stride(x: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
+    """Replicate-pad (B, C, H, W) on the bottom and right to a multiple of `stride`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
+
+
+def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
+    """Code-map shape of each level for an image of the given size."""
+    hp, wp = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+    return {name: (hp // s, wp // s) for name, s in LEVEL_STRIDES.items()}

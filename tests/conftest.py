@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hvqcodec import Codec
+from hvqcodec.models import build_model, pack_weights
+from hvqcodec.priors import HierarchicalPrior, PriorConfig
+from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
+
+IMAGES = Path(__file__).parent / "images"
+TINY_VQ = {"code_dim": 8, "channels": 16, "decoder_channels": (8, 8), "res_blocks": 1}
+TINY_PRIOR = {"embed_dim": 4, "hidden": 8, "cond_blocks": 1, "kernel": 5}
+
+
+def tiny_model(seed: int = 0, name: str = "tiny"):
+    """A randomly initialised model with the real architecture at a fraction of the width."""
+    torch.manual_seed(seed)
+    vq_cfg = VQVAEConfig(**TINY_VQ)
+    vqvae = HierarchicalVQVAE(vq_cfg)
+    prior = HierarchicalPrior(PriorConfig(**TINY_PRIOR), vq_cfg)
+    return build_model(pack_weights(name, vqvae, prior))
+
+
+@pytest.fixture(scope="session")
+def tiny_codec() -> Codec:
+    return Codec(tiny_model())
+
+
+@pytest.fixture(scope="session")
+def shipped_codec() -> Codec:
+    return Codec()
+
+
+@pytest.fixture(scope="session")
+def dog() -> np.ndarray:
+    return np.asarray(Image.open(IMAGES / "dog.png").convert("RGB"))

@@ -1,0 +1,121 @@
+"""The CLI through click's CliRunner: outputs, overwrite refusal, errors without tracebacks."""
+
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from hvqcodec.cli import main
+from hvqcodec.models import save_weights
+from tests.conftest import IMAGES
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_codec):
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    m = tiny_codec.model
+    save_weights(path, m.name, m.vqvae, m.prior)
+    return str(path)
+
+
+@pytest.fixture
+def work(tmp_path):
+    shutil.copy(IMAGES / "dog.png", tmp_path / "dog.png")
+    return tmp_path
+
+
+def cli(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_compress_decompress_info(work, weights):
+    r = cli("compress", work / "dog.png", "-m", weights)
+    assert r.exit_code == 0, r.output
+    assert (work / "dog.hvq").exists() and "bpp" in r.output
+    r = cli("decompress", work / "dog.hvq", "-m", weights, "-o", work / "out.png")
+    assert r.exit_code == 0, r.output
+    assert Image.open(work / "out.png").size == (160, 272)
+    r = cli("info", work / "dog.hvq")
+    assert r.exit_code == 0 and "160x272" in r.output
+    r = cli("info", "-v", work / "dog.hvq", "-m", weights)
+    assert r.exit_code == 0, r.output
+    for level in ("top", "middle", "bottom", "ideal bits"):
+        assert level in r.output
+
+
+def test_default_output_is_beside_input(work, weights):
+    cli("compress", work / "dog.png", "-m", weights)
+    r = cli("decompress", work / "dog.hvq", "-m", weights, "--force")
+    assert r.exit_code == 0, r.output
+    assert (work / "dog.png").exists()
+
+
+def test_refuses_to_overwrite_without_force(work, weights):
+    assert cli("compress", work / "dog.png", "-m", weights).exit_code == 0
+    before = (work / "dog.hvq").read_bytes()
+    (work / "dog.hvq").write_bytes(b"keep me")
+    r = cli("compress", work / "dog.png", "-m", weights)
+    assert r.exit_code != 0 and "--force" in r.output
+    assert (work / "dog.hvq").read_bytes() == b"keep me"
+    r = cli("compress", work / "dog.png", "-m", weights, "--force")
+    assert r.exit_code == 0 and (work / "dog.hvq").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [("empty.png", b"", "not an image"), ("text.png", b"hello", "not an image")],
+)
+def test_bad_inputs_one_line_error(work, weights, name, content, message):
+    (work / name).write_bytes(content)
+    r = cli("compress", work / name, "-m", weights)
+    assert r.exit_code == 1
+    assert message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (work / name).with_suffix(".hvq").exists()
+
+
+def test_missing_input_and_directory(work, weights):
+    r = cli("compress", work / "absent.png", "-m", weights)
+    assert r.exit_code == 1 and "no such file" in r.output
+    r = cli("decompress", work, "-m", weights)
+    assert r.exit_code == 1 and "directory" in r.output
+
+
+def test_corrupt_hvq_leaves_no_output(work, weights):
+    (work / "bad.hvq").write_bytes(b"HVQ\x01garbage")
+    r = cli("decompress", work / "bad.hvq", "-m", weights)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert sorted(p.name for p in work.iterdir()) == ["bad.hvq", "dog.png"]
+
+
+def test_missing_output_directory(work, weights):
+    r = cli("compress", work / "dog.png", "-m", weights, "-o", work / "nope" / "x.hvq")
+    assert r.exit_code == 1 and "does not exist" in r.output
+
+
+def test_batch_continues_after_a_failure(work, weights):
+    (work / "bad.png").write_bytes(b"nope")
+    shutil.copy(work / "dog.png", work / "dog2.png")
+    r = cli("compress", work / "dog.png", work / "bad.png", work / "dog2.png", "-m", weights)
+    assert r.exit_code == 1
+    assert (work / "dog.hvq").exists() and (work / "dog2.hvq").exists()
+    assert "2 of 3 files done" in r.output and "bad.png" in r.output
+
+
+def test_grayscale_input_is_converted_with_a_note(work, weights):
+    Image.open(work / "dog.png").convert("L").save(work / "gray.png")
+    r = cli("compress", work / "gray.png", "-m", weights)
+    assert r.exit_code == 0 and "converted L to RGB" in r.output
+
+
+def test_bad_weights_file(work):
+    (work / "w.pt").write_bytes(b"not weights")
+    r = cli("compress", work / "dog.png", "-m", work / "w.pt")
+    assert r.exit_code == 1 and "weights" in r.output and "Traceback" not in r.output
+
+
+def test_version():
+    r = cli("--version")
+    assert r.exit_code == 0 and "hvqcodec" in r.output

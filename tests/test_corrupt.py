@@ -1,0 +1,73 @@
+"""Every class of damaged file raises HvqError with a message naming the problem."""
+
+import zlib
+
+import pytest
+
+from hvqcodec import HvqError
+from hvqcodec.container import pack, unpack
+
+
+@pytest.fixture(scope="module")
+def valid(tiny_codec, dog):
+    return tiny_codec.encode(dog[:40, :40])
+
+
+def recrc(body: bytes) -> bytes:
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def test_empty(tiny_codec):
+    with pytest.raises(HvqError, match="empty"):
+        tiny_codec.decode(b"")
+
+
+def test_wrong_magic(tiny_codec, valid):
+    with pytest.raises(HvqError, match="magic"):
+        tiny_codec.decode(b"PNG" + valid[3:])
+
+
+def test_wrong_version(tiny_codec, valid):
+    with pytest.raises(HvqError, match="version"):
+        tiny_codec.decode(recrc(valid[:3] + bytes([9]) + valid[4:-4]))
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3, 4, 8, 12, -5, -1])
+def test_truncated(tiny_codec, valid, keep):
+    with pytest.raises(HvqError):
+        tiny_codec.decode(valid[:keep])
+
+
+def test_every_single_flipped_byte_is_caught(tiny_codec, valid):
+    for i in range(len(valid)):
+        damaged = bytearray(valid)
+        damaged[i] ^= 0x40
+        with pytest.raises(HvqError):
+            tiny_codec.decode(bytes(damaged))
+
+
+def test_wrong_model_id_names_the_model(tiny_codec, valid):
+    f = unpack(valid)
+    f.model_id ^= 0xFFFFFFFF
+    with pytest.raises(HvqError, match=f"{f.model_id:08x}"):
+        tiny_codec.decode(pack(f))
+
+
+def test_file_from_another_model_is_refused(valid):
+    from hvqcodec import Codec
+    from tests.conftest import tiny_model
+
+    other = Codec(tiny_model(seed=1, name="other"))
+    with pytest.raises(HvqError, match="needs model"):
+        other.decode(valid)
+
+
+def test_stream_lengths_must_match_payload(tiny_codec, valid):
+    f = unpack(valid)
+    f.streams[0] = f.streams[0] + b"\x00"
+    data = pack(f)
+    # Length and payload agree again, so it parses; the extra byte must not break decoding.
+    tiny_codec.decode(data)
+    body = data[:-4]
+    with pytest.raises(HvqError):
+        tiny_codec.decode(recrc(body[:-1]))

@@ -1,0 +1,90 @@
+"""Round trips, code exactness and rate against cross-entropy."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import hvqcodec
+from hvqcodec import HvqError
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (17, 33), (257, 100), (32, 32)])
+def test_awkward_sizes_roundtrip_exact_codes(tiny_codec, dog, height, width):
+    crop = np.ascontiguousarray(dog[:height, :width])
+    enc = tiny_codec.encode_detailed(crop)
+    dec = tiny_codec.decode_detailed(enc.data)
+    assert dec.image.size == (width, height)
+    assert dec.image.mode == "RGB"
+    for level in enc.codes:
+        np.testing.assert_array_equal(enc.codes[level], dec.codes[level])
+
+
+def test_encoding_is_deterministic(tiny_codec, dog):
+    assert tiny_codec.encode(dog) == tiny_codec.encode(dog)
+
+
+def test_shipped_model_codes_exact_and_rate_near_cross_entropy(shipped_codec, dog):
+    enc = shipped_codec.encode_detailed(dog)
+    dec = shipped_codec.decode_detailed(enc.data)
+    for level in enc.codes:
+        np.testing.assert_array_equal(enc.codes[level], dec.codes[level])
+    bits = sum(s.bits for s in enc.stats.values())
+    ideal = sum(s.ideal_bits for s in enc.stats.values())
+    # Within 1% of the model's cross-entropy, plus at most one 32-bit flush word per stream.
+    assert bits <= 1.01 * ideal + 32 * len(enc.stats)
+    assert ideal > 0
+    # The decoder sees the same probabilities, so it reports the same costs.
+    for level in enc.stats:
+        assert dec.stats[level] == enc.stats[level]
+
+
+def test_shipped_model_reconstructs_the_image(shipped_codec, dog):
+    out = np.asarray(shipped_codec.decode(shipped_codec.encode(dog)), dtype=np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((out - dog) ** 2))
+    assert psnr > 20  # a trained model; a broken decoder lands far below
+
+
+def test_module_level_api_accepts_pil_array_and_path(dog, tmp_path):
+    path = tmp_path / "dog.png"
+    Image.fromarray(dog).save(path)
+    a = hvqcodec.encode(dog)
+    assert hvqcodec.encode(Image.fromarray(dog)) == a
+    assert hvqcodec.encode(path) == a
+    assert hvqcodec.encode(str(path)) == a
+    assert hvqcodec.decode(a).size == (dog.shape[1], dog.shape[0])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 3), np.float32),
+        np.zeros((0, 4, 3), np.uint8),
+        12345,
+    ],
+)
+def test_bad_image_inputs_raise_hvqerror(tiny_codec, bad):
+    with pytest.raises(HvqError):
+        tiny_codec.encode(bad)
+
+
+def test_unsupported_quality_raises(tiny_codec, dog):
+    with pytest.raises(HvqError, match="quality"):
+        tiny_codec.encode(dog, quality=75)
+
+
+def test_hvqerror_is_a_valueerror():
+    assert issubclass(HvqError, ValueError)
+
+
+def test_codec_at_zero_lambda_picks_the_nearest_codes(tiny_codec, dog):
+    import torch
+
+    from hvqcodec.vqvae import pad_to_stride
+
+    x = torch.tensor(dog).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        nearest = tiny_codec.model.vqvae.encode(pad_to_stride(x))
+    enc = tiny_codec.encode_detailed(dog)
+    for level, codes in nearest.items():
+        np.testing.assert_array_equal(enc.codes[level], codes[0].numpy())

@@ -1,0 +1,57 @@
+"""The prior runs with pinned threads, so the thread count of the caller never changes a file."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from hvqcodec import Codec
+from hvqcodec.models import save_weights
+
+SCRIPT = """
+import hashlib, sys, torch
+from hvqcodec import Codec
+torch.set_num_threads(int(sys.argv[3]))
+codec = Codec(sys.argv[1])
+if sys.argv[2] == "encode":
+    sys.stdout.buffer.write(codec.encode(sys.argv[4]))
+else:
+    data = sys.stdin.buffer.read()
+    print(hashlib.sha256(codec.decode(data).tobytes()).hexdigest())
+"""
+
+
+def test_same_file_decodes_identically_under_1_and_2_threads(tiny_codec, dog):
+    data = tiny_codec.encode(dog)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = np.asarray(tiny_codec.decode(data))
+        torch.set_num_threads(2)
+        two = np.asarray(tiny_codec.decode(data))
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_encode_and_decode_in_processes_with_different_thread_counts(tmp_path, tiny_codec):
+    from tests.conftest import IMAGES
+
+    weights = tmp_path / "tiny.pt"
+    m = tiny_codec.model
+    save_weights(weights, m.name, m.vqvae, m.prior)
+
+    def run(mode, threads, stdin=None):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        args = [sys.executable, "-c", SCRIPT, str(weights), mode, threads, str(IMAGES / "dog.png")]
+        return subprocess.run(args, input=stdin, env=env, capture_output=True, check=True).stdout
+
+    data = run("encode", "1")
+    assert Codec(weights).decode(data).size == (160, 272)
+    hashes = {run("decode", t, stdin=data) for t in ("1", "2", "4")}
+    assert len(hashes) == 1, hashes
+    expected = hashlib.sha256(Codec(weights).decode(data).tobytes()).hexdigest()
+    assert hashes.pop().decode().strip() == expected
