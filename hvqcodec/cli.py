@@ -20,7 +20,7 @@ from hvqcodec.codec import DEFAULT_QUALITY, QUALITIES, Codec, model_label
 from hvqcodec.container import unpack
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import open_image
-from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 from hvqcodec.vqvae import LEVELS
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
@@ -127,16 +127,16 @@ model_option = click.option(
 )
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="A line per file.")
+inputs_argument = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+
+
+def output_option(help: str):
+    return click.option("-o", "--output", type=click.Path(path_type=Path), help=help)
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    help="Output file, or directory for several inputs. Default: beside the input.",
-)
+@inputs_argument
+@output_option("Output file, or directory for several inputs. Default: beside the input.")
 @click.option(
     "-q",
     "--quality",
@@ -165,13 +165,8 @@ def compress(inputs, output, quality, force, verbose, model) -> None:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    help="Output image (format from its extension), or directory. Default: IN.png.",
-)
+@inputs_argument
+@output_option("Output image (format from its extension), or directory. Default: IN.png.")
 @force_option
 @verbose_option
 @model_option
@@ -181,10 +176,11 @@ def decompress(inputs, output, force, verbose, model) -> None:
 
     def job(src: Path) -> str:
         dst = output_for(src, output, ".png", len(inputs) > 1)
+        fmt = _format_for(dst)
         image = codec.decode(read_hvq(src))
         with atomic_output(dst, force) as tmp:
             try:
-                image.save(tmp, format=_format_for(dst))
+                image.save(tmp, format=fmt)
             except (KeyError, ValueError) as e:
                 raise Failure(f"cannot write {dst}: {e}") from None
         return f"{src} -> {dst}: {image.width}x{image.height}"
@@ -203,7 +199,7 @@ def _format_for(path: Path) -> str:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@inputs_argument
 @click.option(
     "-v",
     "--verbose",
@@ -284,6 +280,14 @@ def demo(output_dir, model) -> None:
         f"{src.stat().st_size / len(enc.data):.0f}x smaller than the PNG, {t1 - t0:.2f} s"
     )
     click.echo(f"  decompressed {png}: PSNR {10 * np.log10(255**2 / mse):.2f} dB, {t2 - t1:.2f} s")
+
+
+@main.command()
+def models() -> None:
+    """List the shipped models (name, id, file); the default is marked."""
+    for name, (filename, model_id) in SHIPPED.items():
+        default = "  (default)" if name == DEFAULT_MODEL else ""
+        click.echo(f"{name}  {model_id:08x}  {filename}{default}")
 
 
 @main.command(

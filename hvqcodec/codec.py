@@ -26,6 +26,8 @@ from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
 # reduction is split across threads, and one ulp of difference breaks range decoding.
 PRIOR_THREADS = 1
 # The models here have one rate; issue-level quality scales come with multi-rate models.
+# Larger headers are refused before anything is allocated, as Pillow does for its images.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 # Rate-distortion trade-off of the encoder's code choice at each quality (see LevelEncoder).
 QUALITY_LAMBDA = {1: 0.0}
 QUALITIES = tuple(QUALITY_LAMBDA)
@@ -86,10 +88,17 @@ class Codec:
         return self.decode_detailed(data).image
 
     @torch.no_grad()
-    def encode_detailed(self, image: ImageInput, quality: int | None = None) -> Encoded:
+    def encode_detailed(
+        self, image: ImageInput, quality: int | None = None, *, rd_lambda: float | None = None
+    ) -> Encoded:
+        """Encode, returning the bytes with the code maps and per-level statistics.
+
+        `rd_lambda` overrides the quality's rate-distortion weight (for tuning experiments).
+        """
         quality = DEFAULT_QUALITY if quality is None else quality
         if quality not in QUALITIES:
             raise HvqError(f"quality {quality} not supported; choose one of {list(QUALITIES)}")
+        lam = QUALITY_LAMBDA[quality] if rd_lambda is None else rd_lambda
         rgb, notes = load_rgb(image)
         height, width = rgb.shape[:2]
         shapes = code_shapes(height, width)
@@ -103,7 +112,7 @@ class Codec:
         for name in LEVELS:
             quantizer = vqvae.quantizers[name]
             distances = quantizer.map_distances(vqvae.latent(name, feats, quantized))
-            coders[name] = LevelEncoder(distances.numpy(), QUALITY_LAMBDA[quality])
+            coders[name] = LevelEncoder(distances.numpy(), lam)
             codes[name] = self._code_level(name, codes, shapes[name], coders[name])
             quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
         streams = [coders[name].finish() for name in LEVELS]
@@ -140,6 +149,11 @@ class Codec:
             raise HvqError(
                 f"this file needs model {model_label(header.model_id)}, "
                 f"but the codec has {self.model.name} ({self.model.model_id:08x})"
+            )
+        if header.width * header.height > MAX_PIXELS:
+            raise HvqError(
+                f"image size {header.width}x{header.height} exceeds the limit of {MAX_PIXELS} "
+                "pixels (a damaged file or a decompression bomb)"
             )
         if header.quality not in QUALITIES:
             raise HvqError(f"corrupt header: quality {header.quality} is not one of {QUALITIES}")

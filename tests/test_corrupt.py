@@ -71,3 +71,10 @@ def test_stream_lengths_must_match_payload(tiny_codec, valid):
     body = data[:-4]
     with pytest.raises(HvqError):
         tiny_codec.decode(recrc(body[:-1]))
+
+
+def test_huge_size_in_header_is_refused_before_decoding(tiny_codec, valid):
+    f = unpack(valid)
+    f.width, f.height = 1 << 20, 1 << 20
+    with pytest.raises(HvqError, match="exceeds the limit"):
+        tiny_codec.decode(pack(f))
