@@ -29,7 +29,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def msssim(a: np.ndarray, b: np.ndarray) -> float:
     def t(x):
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].double()
+        return torch.tensor(x, dtype=torch.float64).permute(2, 0, 1)[None]
 
     return float(ms_ssim(t(a), t(b), data_range=255))
 

@@ -1,0 +1,224 @@
+"""Rate-distortion benchmark of hvqcodec against JPEG, WebP, AVIF, JPEG 2000 and JPEG XL.
+
+    python -m benchmarks.rd --images ../shared/data/kodak --out benchmarks/results/kodak
+
+Per image, codec and setting it records bpp (from the real encoded size; for .hvq the whole
+file), RGB PSNR, MS-SSIM (pytorch-msssim) and encode/decode wall time, in OUT/rd.jsonl. A
+second run skips what is already there, so an interrupted run resumes. It then writes
+OUT/rd_summary.json (means per setting, BD-rates), OUT/rd.csv, the RD plots and a visual
+comparison. `python -m benchmarks.readme` puts the tables into the README.
+"""
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from benchmarks.codecs import BenchCodec, all_codecs
+from benchmarks.kodak import msssim, psnr
+from hvqcodec import Codec
+from hvqcodec.models import DEFAULT_MODEL
+
+REFERENCE = Path(__file__).parent / "reference" / "compressai_kodak.json"
+OURS = "hvqcodec"
+
+
+def measure(codec: BenchCodec, rgb: np.ndarray, setting) -> dict:
+    t0 = time.perf_counter()
+    data = codec.encode(rgb, setting)
+    t1 = time.perf_counter()
+    out = codec.decode(data)
+    t2 = time.perf_counter()
+    return {
+        "bpp": 8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
+        "psnr": psnr(rgb, out),
+        "ms_ssim": msssim(rgb, out),
+        "encode_s": t1 - t0,
+        "decode_s": t2 - t1,
+    }
+
+
+def run(images: list[Path], codecs: dict[str, BenchCodec], log: Path) -> list[dict]:
+    rows = [json.loads(line) for line in log.open()] if log.exists() else []
+    done = {(r["codec"], str(r["setting"]), r["image"]) for r in rows}
+    jobs = [
+        (c, s, p)
+        for p in images
+        for c in codecs.values()
+        for s in c.settings
+        if (c.name, str(s), p.name) not in done
+    ]
+    cache: dict[Path, np.ndarray] = {}
+    with log.open("a") as f:
+        for codec, setting, path in tqdm(jobs, desc="rd", unit="encode"):
+            if path not in cache:
+                cache.clear()
+                cache[path] = np.asarray(Image.open(path).convert("RGB"))
+            row = {"codec": codec.name, "setting": setting, "image": path.name}
+            row.update(measure(codec, cache[path], setting))
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            rows.append(row)
+    return rows
+
+
+def ms_ssim_db(x) -> np.ndarray:
+    return -10 * np.log10(1 - np.asarray(x))
+
+
+def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
+    """Mean over images per codec and setting, for settings measured on every image."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["codec"], str(r["setting"])), []).append(r)
+    out: dict[str, list[dict]] = {}
+    for (name, _), rs in groups.items():
+        if len(rs) != n_images:
+            continue
+        point = {"setting": rs[0]["setting"]}
+        for k in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s"):
+            point[k] = float(np.mean([r[k] for r in rs]))
+        out.setdefault(name, []).append(point)
+    for points in out.values():
+        points.sort(key=lambda p: p["bpp"])
+    return out
+
+
+def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float | str:
+    """BD-rate (%) of `test` against `anchor` over their overlapping quality range only."""
+    import bjontegaard
+
+    def xy(points):
+        d = np.array([p[metric] for p in points])
+        d = ms_ssim_db(d) if metric == "ms_ssim" else d
+        return np.array([p["bpp"] for p in points]), d
+
+    (ra, da), (rt, dt) = xy(anchor), xy(test)
+    if len(rt) < 2:
+        return "needs 2+ rate points"
+    lo, hi = max(da.min(), dt.min()), min(da.max(), dt.max())
+    if hi <= lo:
+        return "no overlap"
+    # Keep each curve monotonic in quality, as the interpolation requires.
+    ia, it = np.argsort(da), np.argsort(dt)
+    return float(
+        bjontegaard.bd_rate(
+            ra[ia],
+            da[ia],
+            rt[it],
+            dt[it],
+            method="pchip",
+            require_matching_points=False,
+            min_overlap=0.0,
+        )
+    )
+
+
+def plot(curve: dict[str, list[dict]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference = json.loads(REFERENCE.read_text())
+    for metric, label, fname in (
+        ("psnr", "RGB PSNR (dB)", "rd_psnr.png"),
+        ("ms_ssim", "MS-SSIM (dB)", "rd_msssim.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 6))
+        for name, points in curve.items():
+            y = np.array([p[metric] for p in points])
+            y = ms_ssim_db(y) if metric == "ms_ssim" else y
+            style = dict(marker="o", lw=2.5, color="k") if name == OURS else dict(marker=".")
+            ax.plot([p["bpp"] for p in points], y, label=name, **style)
+        for name, ref in reference["codecs"].items():
+            if metric in ref and name.split(" (")[0] not in ("JPEG", "WebP"):
+                y = np.array(ref[metric])
+                y = ms_ssim_db(y) if metric == "ms_ssim" else y
+                ax.plot(ref["bpp"], y, "--", lw=1, label=f"{name} (published)")
+        ax.set(
+            xlabel="bits per pixel",
+            ylabel=label,
+            xlim=(0, 1.0),
+            title=f"Kodak, {label.split(' (')[0]} (dashed: CompressAI's published results)",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=90)
+        plt.close(fig)
+
+
+def visual_comparison(
+    codecs: dict[str, BenchCodec], image: Path, out: Path, box=(256, 128, 512, 384)
+) -> None:
+    """The same crop from hvqcodec and JPEG, WebP, AVIF at the bpp closest to hvqcodec's."""
+    from PIL import ImageDraw
+
+    rgb = np.asarray(Image.open(image).convert("RGB"))
+    ours = codecs[OURS]
+    target = 8 * len(ours.encode(rgb, ours.settings[-1])) / (rgb.shape[0] * rgb.shape[1])
+    tiles = [("original", rgb, None)]
+    for name in (OURS, "JPEG", "WebP", "AVIF"):
+        c = codecs[name]
+        sizes = {s: len(c.encode(rgb, s)) for s in c.settings} if name != OURS else None
+        setting = (
+            ours.settings[-1]
+            if name == OURS
+            else min(
+                sizes, key=lambda s: abs(8 * sizes[s] / (rgb.shape[0] * rgb.shape[1]) - target)
+            )
+        )
+        data = c.encode(rgb, setting)
+        dec = c.decode(data)
+        bpp = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+        tiles.append((f"{name} {bpp:.3f} bpp {psnr(rgb, dec):.2f} dB", dec, setting))
+    w, h = box[2] - box[0], box[3] - box[1]
+    sheet = Image.new("RGB", (w * len(tiles), h + 20), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, img, _) in enumerate(tiles):
+        sheet.paste(Image.fromarray(img).crop(box), (i * w, 20))
+        draw.text((i * w + 4, 4), label, fill="black")
+    sheet.save(out / "visual_comparison.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--small", action="store_true", help="two settings per codec (smoke test)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--visual", default="kodim23.png", help="image for the visual comparison")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    images = sorted(q for q in args.images.iterdir() if q.suffix.lower() in (".png", ".ppm"))
+    images = images[: args.limit] if args.limit else images
+    codecs = all_codecs(Codec(args.model), small=args.small)
+    rows = run(images, codecs, args.out / "rd.jsonl")
+    rows = [r for r in rows if r["codec"] in codecs and r["image"] in {q.name for q in images}]
+    with (args.out / "rd.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    curve = curves(rows, len(images))
+    bd = {
+        name: {m: bd_rate(points, curve[OURS], m) for m in ("psnr", "ms_ssim")}
+        for name, points in curve.items()
+        if name != OURS
+    }
+    summary = {"images": len(images), "curves": curve, "bd_rate_vs": bd}
+    (args.out / "rd_summary.json").write_text(json.dumps(summary, indent=1))
+    plot(curve, args.out)
+    visual = args.images / args.visual
+    visual_comparison(codecs, visual if visual.exists() else images[0], args.out)
+    print(json.dumps(bd, indent=1))
+
+
+if __name__ == "__main__":
+    main()
