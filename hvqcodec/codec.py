@@ -8,6 +8,7 @@ and the reverse for decoding. `Codec` loads a model once and can be reused.
 
 import contextlib
 import functools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class Encoded:
     codes: dict[str, np.ndarray]
     stats: dict[str, LevelStats]
     notes: list[str] = field(default_factory=list)  # input conversions, e.g. RGBA -> RGB
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def bpp(self) -> float:
@@ -64,6 +66,18 @@ class Decoded:
     header: container.HvqFile
     codes: dict[str, np.ndarray]
     stats: dict[str, LevelStats]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def stage_timings(total: float, io: float, in_priors: float, coders) -> dict[str, float]:
+    """Split wall time into I/O, the autoencoder, the priors and the range coder."""
+    coding = sum(c.seconds for c in coders.values())
+    return {
+        "io": io,
+        "network": total - io - in_priors,
+        "priors": in_priors - coding,
+        "entropy_coding": coding,
+    }
 
 
 class Codec:
@@ -99,7 +113,10 @@ class Codec:
         if quality not in QUALITIES:
             raise HvqError(f"quality {quality} not supported; choose one of {list(QUALITIES)}")
         lam = QUALITY_LAMBDA[quality] if rd_lambda is None else rd_lambda
+        start = time.perf_counter()
         rgb, notes = load_rgb(image)
+        io = time.perf_counter() - start
+        in_priors = 0.0
         height, width = rgb.shape[:2]
         shapes = code_shapes(height, width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
@@ -113,17 +130,21 @@ class Codec:
             quantizer = vqvae.quantizers[name]
             distances = quantizer.map_distances(vqvae.latent(name, feats, quantized))
             coders[name] = LevelEncoder(distances.numpy(), lam)
+            t = time.perf_counter()
             codes[name] = self._code_level(name, codes, shapes[name], coders[name])
+            in_priors += time.perf_counter() - t
             quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
         streams = [coders[name].finish() for name in LEVELS]
         data = container.pack(
             container.HvqFile(width, height, self.model.model_id, quality, streams)
         )
         stats = {n: c.stats for n, c in coders.items()}
-        return Encoded(data, width, height, codes, stats, notes)
+        timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
+        return Encoded(data, width, height, codes, stats, notes, timings)
 
     @torch.no_grad()
     def decode_detailed(self, data: bytes) -> Decoded:
+        start = time.perf_counter()
         header = container.unpack(bytes(data))
         self._check_header(header)
         shapes = code_shapes(header.height, header.width)
@@ -132,11 +153,14 @@ class Codec:
         for name, stream in zip(LEVELS, header.streams):
             coders[name] = LevelDecoder(stream)
             codes[name] = self._code_level(name, codes, shapes[name], coders[name])
+        in_priors = time.perf_counter() - start
         maps = {name: torch.from_numpy(c)[None] for name, c in codes.items()}
         y = self.model.vqvae.decode(maps)[0, :, : header.height, : header.width]
         pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-        return Decoded(image, header, codes, {n: c.stats for n, c in coders.items()})
+        stats = {n: c.stats for n, c in coders.items()}
+        timings = stage_timings(time.perf_counter() - start, 0.0, in_priors, coders)
+        return Decoded(image, header, codes, stats, timings)
 
     def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
         """Run level `name`'s prior over its map, conditioned on the coarser code maps."""
