@@ -5,10 +5,14 @@
     image = hvqcodec.decode(data)           # PIL.Image, RGB
 
 `hvqcodec.Codec` keeps a model loaded for repeated use. Every bad input raises `HvqError`.
+Importing hvqcodec registers the .hvq format with Pillow: `Image.open("x.hvq")` works.
 """
 
+from hvqcodec import pillow_plugin
 from hvqcodec.codec import Codec, decode, encode
 from hvqcodec.errors import HvqError
+
+pillow_plugin.register()
 
 __version__ = "0.1.0"
 __all__ = ["Codec", "HvqError", "__version__", "decode", "encode"]

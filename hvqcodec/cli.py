@@ -145,16 +145,17 @@ def output_option(help: str):
     show_default=True,
     help="Quality; higher is better.",
 )
+@click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
 @force_option
 @verbose_option
 @model_option
-def compress(inputs, output, quality, force, verbose, model) -> None:
+def compress(inputs, output, quality, strip, force, verbose, model) -> None:
     """Compress images (any format Pillow reads) to .hvq."""
     codec = load_codec(model)
 
     def job(src: Path) -> str:
         dst = output_for(src, output, ".hvq", len(inputs) > 1)
-        enc = codec.encode_detailed(src, quality)
+        enc = codec.encode_detailed(src, quality, metadata=not strip)
         for note in enc.notes:
             click.echo(f"hvqcodec: note: {src}: {note}", err=True)
         with atomic_output(dst, force) as tmp:
@@ -179,8 +180,10 @@ def decompress(inputs, output, force, verbose, model) -> None:
         fmt = _format_for(dst)
         image = codec.decode(read_hvq(src))
         with atomic_output(dst, force) as tmp:
+            # Metadata carried in the file goes into the output, where its format holds it.
+            meta = {k: image.info[k] for k in ("icc_profile", "exif") if k in image.info}
             try:
-                image.save(tmp, format=fmt)
+                image.save(tmp, format=fmt, **meta)
             except (KeyError, ValueError) as e:
                 raise Failure(f"cannot write {dst}: {e}") from None
         return f"{src} -> {dst}: {image.width}x{image.height}"

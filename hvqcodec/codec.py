@@ -69,6 +69,11 @@ class Decoded:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
+def metadata_info(header: container.HvqFile) -> dict[str, bytes]:
+    """The file's metadata chunks as Pillow `Image.info` entries."""
+    return {k: header.chunks[c] for k, c in container.METADATA_CHUNKS.items() if c in header.chunks}
+
+
 def stage_timings(total: float, io: float, in_priors: float, coders) -> dict[str, float]:
     """Split wall time into I/O, the autoencoder, the priors and the range coder."""
     coding = sum(c.seconds for c in coders.values())
@@ -103,10 +108,16 @@ class Codec:
 
     @torch.no_grad()
     def encode_detailed(
-        self, image: ImageInput, quality: int | None = None, *, rd_lambda: float | None = None
+        self,
+        image: ImageInput,
+        quality: int | None = None,
+        *,
+        metadata: bool = True,
+        rd_lambda: float | None = None,
     ) -> Encoded:
         """Encode, returning the bytes with the code maps and per-level statistics.
 
+        `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
         `rd_lambda` overrides the quality's rate-distortion weight (for tuning experiments).
         """
         quality = DEFAULT_QUALITY if quality is None else quality
@@ -114,7 +125,8 @@ class Codec:
             raise HvqError(f"quality {quality} not supported; choose one of {list(QUALITIES)}")
         lam = QUALITY_LAMBDA[quality] if rd_lambda is None else rd_lambda
         start = time.perf_counter()
-        rgb, notes = load_rgb(image)
+        pixels = load_rgb(image)
+        rgb = pixels.rgb
         io = time.perf_counter() - start
         in_priors = 0.0
         height, width = rgb.shape[:2]
@@ -135,12 +147,17 @@ class Codec:
             in_priors += time.perf_counter() - t
             quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
         streams = [coders[name].finish() for name in LEVELS]
+        chunks = {}
+        if metadata:
+            for key, kind in container.METADATA_CHUNKS.items():
+                if getattr(pixels, key):
+                    chunks[kind] = getattr(pixels, key)
         data = container.pack(
-            container.HvqFile(width, height, self.model.model_id, quality, streams)
+            container.HvqFile(width, height, self.model.model_id, quality, streams, chunks)
         )
         stats = {n: c.stats for n, c in coders.items()}
         timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
-        return Encoded(data, width, height, codes, stats, notes, timings)
+        return Encoded(data, width, height, codes, stats, pixels.notes, timings)
 
     @torch.no_grad()
     def decode_detailed(self, data: bytes) -> Decoded:
@@ -158,6 +175,7 @@ class Codec:
         y = self.model.vqvae.decode(maps)[0, :, : header.height, : header.width]
         pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+        image.info.update(metadata_info(header))
         stats = {n: c.stats for n, c in coders.items()}
         timings = stage_timings(time.perf_counter() - start, 0.0, in_priors, coders)
         return Decoded(image, header, codes, stats, timings)

@@ -1,13 +1,18 @@
-"""The .hvq container: header, per-level streams and CRC32. Specified in docs/FORMAT.md."""
+"""The .hvq container: header, per-level streams, optional chunks and CRC32.
+
+Specified in docs/FORMAT.md.
+"""
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hvqcodec.errors import HvqError
 
 MAGIC = b"HVQ"
 VERSION = 1
 _MAX_VARINT_BYTES = 5  # enough for any 32-bit value
+# Metadata chunks, by the key Pillow uses for them in `Image.info`.
+METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
 
 
 @dataclass
@@ -17,6 +22,9 @@ class HvqFile:
     model_id: int
     quality: int
     streams: list[bytes]  # one per level, coarsest first
+    # Optional chunks after the streams, by 4-byte ASCII type (e.g. b"ICCP", b"EXIF").
+    # A reader keeps the types it knows and skips the rest.
+    chunks: dict[bytes, bytes] = field(default_factory=dict)
 
 
 def _varint(n: int) -> bytes:
@@ -61,6 +69,7 @@ def pack(f: HvqFile) -> bytes:
             bytes([f.quality, len(f.streams)]),
             *[_varint(len(s)) for s in f.streams],
             *f.streams,
+            *[kind + _varint(len(data)) + data for kind, data in f.chunks.items()],
         ]
     )
     return body + zlib.crc32(body).to_bytes(4, "big")
@@ -92,9 +101,13 @@ def unpack(data: bytes) -> HvqFile:
         raise HvqError(f"corrupt header: image size {width}x{height}")
     quality, levels = r.take(2, "quality and level count")
     lengths = [r.varint("stream length") for _ in range(levels)]
-    if r.pos + sum(lengths) != len(body):
+    if r.pos + sum(lengths) > len(body):
         raise HvqError(
             f"corrupt file: streams take {sum(lengths)} bytes but {len(body) - r.pos} remain"
         )
     streams = [r.take(n, "streams") for n in lengths]
-    return HvqFile(width, height, model_id, quality, streams)
+    chunks = {}
+    while r.pos < len(body):
+        kind = r.take(4, "chunk type")
+        chunks[kind] = r.take(r.varint("chunk length"), f"{kind!r} chunk")
+    return HvqFile(width, height, model_id, quality, streams, chunks)

@@ -78,3 +78,19 @@ def test_huge_size_in_header_is_refused_before_decoding(tiny_codec, valid):
     f.width, f.height = 1 << 20, 1 << 20
     with pytest.raises(HvqError, match="exceeds the limit"):
         tiny_codec.decode(pack(f))
+
+
+def test_unknown_chunks_are_skipped(tiny_codec, valid):
+    f = unpack(valid)
+    f.chunks[b"ZZZZ"] = b"from the future"
+    data = pack(f)
+    assert unpack(data).chunks == {b"ZZZZ": b"from the future"}
+    assert tiny_codec.decode(data).size == tiny_codec.decode(valid).size
+
+
+def test_truncated_chunk_is_an_error(valid):
+    f = unpack(valid)
+    f.chunks[b"EXIF"] = b"x" * 10
+    body = pack(f)[:-4][:-3]
+    with pytest.raises(HvqError, match="EXIF"):
+        unpack(recrc(body))

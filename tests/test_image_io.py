@@ -9,7 +9,8 @@ from hvqcodec.image_io import load_rgb
 
 
 def test_rgb_array_passes_through(dog):
-    rgb, notes = load_rgb(dog)
+    p = load_rgb(dog)
+    rgb, notes = p.rgb, p.notes
     assert rgb.shape == dog.shape and notes == []
 
 
@@ -17,14 +18,15 @@ def test_rgb_array_passes_through(dog):
 def test_modes_convert_to_rgb_with_a_note(dog, mode):
     im = Image.fromarray(dog)
     im = im.convert("L").convert("I;16") if mode == "I;16" else im.convert(mode)
-    rgb, notes = load_rgb(im)
+    p = load_rgb(im)
+    rgb, notes = p.rgb, p.notes
     assert rgb.dtype == np.uint8 and rgb.shape == (*dog.shape[:2], 3)
     assert any(mode in n for n in notes)
 
 
 def test_transparency_is_composited_on_white():
     im = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
-    rgb, _ = load_rgb(im)
+    rgb = load_rgb(im).rgb
     assert (rgb == 255).all()
 
 
@@ -33,9 +35,13 @@ def test_exif_orientation_is_applied(dog, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     Image.fromarray(dog).save(path, exif=exif, quality=95)
-    rgb, notes = load_rgb(path)
-    assert rgb.shape[:2] == (dog.shape[1], dog.shape[0])
-    assert any("orientation 6" in n for n in notes)
+    p = load_rgb(path)
+    assert p.rgb.shape[:2] == (dog.shape[1], dog.shape[0])
+    assert any("orientation 6" in n for n in p.notes)
+    # The stored EXIF no longer asks viewers to rotate the already rotated pixels.
+    stored = Image.Exif()
+    stored.load(p.exif)
+    assert stored[0x0112] == 1
 
 
 def test_non_image_file(tmp_path):
@@ -58,3 +64,20 @@ def test_missing_file_and_directory(tmp_path):
         load_rgb(tmp_path / "absent.png")
     with pytest.raises(HvqError, match="directory"):
         load_rgb(tmp_path)
+
+
+def test_icc_profile_and_exif_travel_through_the_codec(tiny_codec, dog, tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "hvq camera"  # Make
+    path = tmp_path / "tagged.png"
+    Image.fromarray(dog).save(path, icc_profile=icc, exif=exif)
+    decoded = tiny_codec.decode(tiny_codec.encode(path))
+    assert decoded.info["icc_profile"] == icc
+    back = Image.Exif()
+    back.load(decoded.info["exif"])
+    assert back[0x010F] == "hvq camera"
+    stripped = tiny_codec.decode(tiny_codec.encode_detailed(path, metadata=False).data)
+    assert "icc_profile" not in stripped.info and "exif" not in stripped.info

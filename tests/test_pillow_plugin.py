@@ -1,0 +1,36 @@
+"""The Pillow plugin through real Pillow calls."""
+
+import numpy as np
+from PIL import Image
+
+import hvqcodec
+from tests.conftest import IMAGES
+
+
+def test_save_open_load_thumbnail_convert(tmp_path):
+    src = Image.open(IMAGES / "dog.png")
+    path = tmp_path / "dog.hvq"
+    src.save(path)  # format from the extension
+    assert path.read_bytes()[:3] == b"HVQ"
+
+    im = Image.open(path)
+    assert im.format == "HVQ" and im.size == (160, 272) and im.mode == "RGB"
+    assert im.tile  # lazy: header parsed, nothing decoded yet
+    im.load()
+    expected = np.asarray(hvqcodec.decode(path.read_bytes()))
+    np.testing.assert_array_equal(np.asarray(im), expected)
+
+    im.thumbnail((64, 64))
+    assert max(im.size) == 64
+    assert Image.open(path).convert("L").mode == "L"
+
+
+def test_save_with_quality_and_registered_extension(tmp_path):
+    assert Image.registered_extensions()[".hvq"] == "HVQ"
+    Image.open(IMAGES / "dog.png").save(tmp_path / "q.hvq", quality=1)
+    assert Image.open(tmp_path / "q.hvq").info["quality"] == 1
+
+
+def test_other_files_are_not_claimed(tmp_path):
+    Image.open(IMAGES / "dog.png").save(tmp_path / "x.png")
+    assert Image.open(tmp_path / "x.png").format == "PNG"
