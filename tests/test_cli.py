@@ -80,7 +80,11 @@ def test_missing_input_and_directory(work, weights):
     r = cli("compress", work / "absent.png", "-m", weights)
     assert r.exit_code == 1 and "no such file" in r.output
     r = cli("decompress", work, "-m", weights)
-    assert r.exit_code == 1 and "directory" in r.output
+    assert r.exit_code == 1 and "directory with no .hvq files" in r.output
+    r = cli("compress", work / "dog.png", "-m", weights, "-o", work / "dog.png", "-f")
+    assert r.exit_code == 0
+    r = cli("decompress", work / "dog.png" / "x.hvq", "-m", weights)
+    assert r.exit_code == 1 and "Traceback" not in r.output
 
 
 def test_corrupt_hvq_leaves_no_output(work, weights):
@@ -119,3 +123,40 @@ def test_bad_weights_file(work):
 def test_version():
     r = cli("--version")
     assert r.exit_code == 0 and "hvqcodec" in r.output
+
+
+def test_directory_input_parallel_jobs_and_summary(work, weights):
+    shutil.copy(work / "dog.png", work / "dog2.png")
+    (work / "notes.txt").write_text("not an image, and not picked up from a directory")
+    r = cli("compress", work, "-m", weights, "-j", "2", "-v")
+    assert r.exit_code == 0, r.output
+    assert (work / "dog.hvq").exists() and (work / "dog2.hvq").exists()
+    assert "compress: 2 of 2 files done" in r.output and "mean" in r.output
+    out = work / "out"
+    out.mkdir()
+    r = cli("decompress", work, "-o", out, "-m", weights, "-j", "2")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["dog.png", "dog2.png"]
+
+
+def test_metadata_kept_by_default_and_dropped_by_strip(work, weights):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(work / "dog.png").save(work / "icc.png", icc_profile=icc)
+    assert cli("compress", work / "icc.png", "-m", weights).exit_code == 0
+    assert cli("decompress", work / "icc.hvq", "-m", weights, "-o", work / "a.png").exit_code == 0
+    assert Image.open(work / "a.png").info.get("icc_profile") == icc
+    assert cli("info", work / "icc.hvq").output.count("ICCP") == 1
+    assert cli("compress", work / "icc.png", "-m", weights, "--strip", "-f").exit_code == 0
+    assert cli("decompress", work / "icc.hvq", "-m", weights, "-o", work / "b.png").exit_code == 0
+    assert "icc_profile" not in Image.open(work / "b.png").info
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "hvqcodec", "--version"], capture_output=True,
+                       text=True, check=True)  # fmt: skip
+    assert r.stdout.startswith("hvqcodec, version")

@@ -1,0 +1,227 @@
+"""Batch work behind the CLI: one job per file, atomic outputs, worker processes, a summary.
+
+Each job runs in a worker that loads the model once. A failing file becomes an `Outcome`
+with an error message and never stops the others. Outputs go to a temporary file beside the
+destination and are renamed into place only when complete.
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from hvqcodec.codec import Codec, model_label
+from hvqcodec.container import unpack
+from hvqcodec.errors import HvqError
+from hvqcodec.vqvae import LEVELS
+
+
+class Failure(Exception):
+    """A per-file failure with a message fit for one line."""
+
+
+@dataclass
+class Job:
+    kind: str  # "compress", "decompress" or "info"
+    src: Path
+    dst: Path | None = None
+    force: bool = False
+    quality: int | None = None
+    strip: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class Outcome:
+    job: Job
+    error: str | None = None
+    line: str = ""
+    notes: list[str] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    pixels: int = 0
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    if path.is_dir():
+        raise Failure(f"cannot write {path}: it is a directory")
+    if path.exists() and not force:
+        raise Failure(f"{path} exists (use --force to overwrite)")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except FileNotFoundError:
+        raise Failure(f"cannot write {path}: directory {path.parent} does not exist") from None
+    except PermissionError:
+        raise Failure(f"cannot write {path}: permission denied") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def read_file(src: Path) -> bytes:
+    if src.is_dir():
+        raise Failure(f"{src}: is a directory")
+    try:
+        return src.read_bytes()
+    except FileNotFoundError:
+        raise Failure(f"{src}: no such file") from None
+    except PermissionError:
+        raise Failure(f"{src}: permission denied") from None
+
+
+def image_format_for(path: Path) -> str:
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise Failure(f"cannot write {path}: unknown image extension {path.suffix!r}")
+    return fmt
+
+
+def _compress(codec: Codec, job: Job) -> Outcome:
+    enc = codec.encode_detailed(job.src, job.quality, metadata=not job.strip)
+    with atomic_output(job.dst, job.force) as tmp:
+        tmp.write_bytes(enc.data)
+    line = f"{job.src} -> {job.dst}: {enc.width}x{enc.height}, {len(enc.data)} bytes, "
+    line += f"{enc.bpp:.4f} bpp"
+    return Outcome(
+        job,
+        line=line,
+        notes=enc.notes,
+        bytes_in=job.src.stat().st_size,
+        bytes_out=len(enc.data),
+        pixels=enc.width * enc.height,
+    )
+
+
+def _decompress(codec: Codec, job: Job) -> Outcome:
+    fmt = image_format_for(job.dst)
+    data = read_file(job.src)
+    image = codec.decode(data)
+    with atomic_output(job.dst, job.force) as tmp:
+        # Metadata carried in the file goes into the output, where its format holds it.
+        meta = {k: image.info[k] for k in ("icc_profile", "exif") if k in image.info}
+        try:
+            image.save(tmp, format=fmt, **meta)
+        except (KeyError, ValueError) as e:
+            raise Failure(f"cannot write {job.dst}: {e}") from None
+        size = tmp.stat().st_size
+    return Outcome(
+        job,
+        line=f"{job.src} -> {job.dst}: {image.width}x{image.height}",
+        bytes_in=len(data),
+        bytes_out=size,
+        pixels=image.width * image.height,
+    )
+
+
+def _info(codec: Codec | None, job: Job) -> Outcome:
+    data = read_file(job.src)
+    h = unpack(data)
+    bpp = 8 * len(data) / (h.width * h.height)
+    lines = [
+        f"{job.src}: {h.width}x{h.height}, model {model_label(h.model_id)}, "
+        f"quality {h.quality}, {len(data)} bytes, {bpp:.4f} bpp"
+        + (f", metadata: {', '.join(k.decode() for k in h.chunks)}" if h.chunks else "")
+    ]
+    if job.verbose and codec is not None:
+        stats = codec.decode_detailed(data).stats
+        lines.append(f"  {'level':<8}{'symbols':>9}{'bits':>10}{'ideal bits':>12}{'overhead':>10}")
+        for name in [*LEVELS, "total"]:
+            if name == "total":
+                bits = sum(s.bits for s in stats.values())
+                ideal = sum(s.ideal_bits for s in stats.values())
+                symbols = sum(s.symbols for s in stats.values())
+            else:
+                bits, ideal, symbols = stats[name].bits, stats[name].ideal_bits, stats[name].symbols
+            over = 100 * (bits / ideal - 1) if ideal else 0.0
+            lines.append(f"  {name:<8}{symbols:>9}{bits:>10}{ideal:>12.1f}{over:>9.2f}%")
+        total = sum(s.bits for s in stats.values())
+        lines.append(f"  header, lengths, chunks and CRC: {8 * len(data) - total} bits")
+    return Outcome(job, line="\n".join(lines), bytes_in=len(data), pixels=h.width * h.height)
+
+
+_TASKS = {"compress": _compress, "decompress": _decompress, "info": _info}
+_codec: Codec | None = None  # one per process, loaded once
+
+
+def _init_worker(model: str | None, threads: int) -> None:
+    global _codec
+    torch.set_num_threads(threads)
+    _codec = Codec(model) if model else None
+
+
+def run_job(job: Job) -> Outcome:
+    try:
+        return _TASKS[job.kind](_codec, job)
+    except (Failure, HvqError) as e:
+        return Outcome(job, error=str(e))
+    except OSError as e:
+        return Outcome(job, error=f"{e.filename or job.src}: {e.strerror or e}")
+
+
+def run_jobs(
+    jobs: list[Job], codec: Codec | None, model: str | None, workers: int, verbose: bool
+) -> list[Outcome]:
+    """Run the jobs, `workers` at a time, with a progress bar for batches; return outcomes."""
+    global _codec
+    outcomes: list[Outcome] = []
+    bar = tqdm(total=len(jobs), unit="file", file=sys.stderr, disable=len(jobs) < 2 or None)
+
+    def report(o: Outcome) -> None:
+        outcomes.append(o)
+        bar.update()
+        for note in o.notes:
+            bar.write(f"hvqcodec: note: {o.job.src}: {note}", file=sys.stderr)
+        if o.error:
+            bar.write(f"hvqcodec: error: {o.error}", file=sys.stderr)
+        elif verbose or len(jobs) == 1 or o.job.kind == "info":
+            bar.write(o.line)
+
+    try:
+        if workers <= 1 or len(jobs) < 2:
+            _codec = codec
+            for job in jobs:
+                report(run_job(job))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(
+                workers, initializer=_init_worker, initargs=(model, threads)
+            ) as pool:
+                futures = [pool.submit(run_job, job) for job in jobs]
+                try:
+                    for f in as_completed(futures):
+                        report(f.result())
+                except KeyboardInterrupt:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+    return outcomes
+
+
+def summary(outcomes: list[Outcome], kind: str) -> list[str]:
+    done = [o for o in outcomes if not o.error]
+    failed = [o for o in outcomes if o.error]
+    lines = [f"{kind}: {len(done)} of {len(outcomes)} files done"]
+    if done and kind != "info":
+        bytes_in, bytes_out = sum(o.bytes_in for o in done), sum(o.bytes_out for o in done)
+        lines[0] += f", {bytes_in} bytes in, {bytes_out} bytes out"
+        hvq_bytes = [o.bytes_out if kind == "compress" else o.bytes_in for o in done]
+        bpp = sum(8 * b / o.pixels for b, o in zip(hvq_bytes, done)) / len(done)
+        lines[0] += f", mean {bpp:.4f} bpp"
+    if failed:
+        lines.append("failed: " + ", ".join(str(o.job.src) for o in failed))
+    return lines
