@@ -9,7 +9,6 @@ file size, RGB PSNR, MS-SSIM, encode and decode seconds, code exactness) and the
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pytorch_msssim import ms_ssim
 
 from hvqcodec import Codec
 from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.train import cpu_model
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         "model_id": f"{codec.model.model_id:08x}",
         "images": len(rows),
         "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "mean": mean,
         "rows": rows,
     }

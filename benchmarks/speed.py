@@ -11,7 +11,6 @@ image itself (Kodak: 768x512) and about 4 MP (the image upscaled). Times are med
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,17 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hvqcodec.train import cpu_model
+
 SIZES = {"512x512": (512, 512), "kodak": None, "4MP": (2448, 1632)}
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def one_size(image: Path, size: str, runs: int, model: str) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from hvqcodec import __version__
-from hvqcodec.batch import Failure, Job, atomic_output, run_jobs, summary
+from hvqcodec.batch import Job, atomic_output, run_jobs, summary
 from hvqcodec.codec import DEFAULT_QUALITY, QUALITIES, Codec
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import open_image
@@ -67,7 +67,7 @@ def output_for(src: Path, output: Path | None, suffix: str, many: bool) -> Path:
     if output.is_dir():
         return output / src.with_suffix(suffix).name
     if many:
-        raise Failure("-o must be an existing directory when there are several inputs")
+        raise click.UsageError("-o must be an existing directory when there are several inputs")
     return output
 
 
@@ -123,14 +123,10 @@ def output_option(help: str):
 def compress(inputs, output, quality, strip, force, jobs, verbose, model) -> None:
     """Compress images (files or directories; any format Pillow reads) to .hvq."""
     srcs = expand(inputs, is_image, "images")
-    try:
-        work = [
-            Job("compress", s, output_for(s, output, ".hvq", len(srcs) > 1), force, quality, strip)
-            for s in srcs
-        ]
-    except Failure as e:
-        fail(str(e))
-        sys.exit(2)
+    many = len(srcs) > 1
+    work = [
+        Job("compress", s, output_for(s, output, ".hvq", many), force, quality, strip) for s in srcs
+    ]
     run("compress", work, model, jobs, verbose)
 
 
@@ -144,13 +140,8 @@ def compress(inputs, output, quality, strip, force, jobs, verbose, model) -> Non
 def decompress(inputs, output, force, jobs, verbose, model) -> None:
     """Decompress .hvq files (or directories of them) to PNG, or the format of -o's extension."""
     srcs = expand(inputs, is_hvq, ".hvq files")
-    try:
-        work = [
-            Job("decompress", s, output_for(s, output, ".png", len(srcs) > 1), force) for s in srcs
-        ]
-    except Failure as e:
-        fail(str(e))
-        sys.exit(2)
+    many = len(srcs) > 1
+    work = [Job("decompress", s, output_for(s, output, ".png", many), force) for s in srcs]
     run("decompress", work, model, jobs, verbose)
 
 

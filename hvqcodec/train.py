@@ -244,9 +244,49 @@ class Run:
         print(f"coded {len(codes)} images in {time.time() - t0:.0f} s", flush=True)
         self.train_priors(codes)
         plot_log(self.log_path, self.out / "training.png")
+        card = model_card(self.out, len(images))
+        (self.out / "model_card.json").write_text(json.dumps(card, indent=1))
 
     def export(self, path: str | Path, name: str) -> None:
         save_weights(path, name, self.vqvae, self.prior)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for model cards and benchmark reports."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def model_card(run_dir: Path, n_images: int, command: str | None = None) -> dict:
+    """What a model card needs to know about a finished run, read from its files."""
+    import sys
+
+    rows = [json.loads(line) for line in open(run_dir / "log.jsonl")]
+    vq = [r for r in rows if r["phase"] == "vqvae"]
+    pr = [r for r in rows if r["phase"] == "priors"]
+    ck = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    vq_seconds = vq[-1]["elapsed"] if vq else 0.0
+    return {
+        "command": command or "python -m hvqcodec.train " + " ".join(sys.argv[1:]),
+        "data": ck["config"]["data"],
+        "images": n_images,
+        "config": ck["config"],
+        "vq_steps": vq[-1]["step"] if vq else 0,
+        "prior_steps": pr[-1]["step"] if pr else 0,
+        "vq_train_seconds": vq_seconds,
+        "prior_train_seconds": (pr[-1]["elapsed"] - vq_seconds) if pr else 0.0,
+        "final_train_psnr_mean_last_10": sum(r["psnr"] for r in vq[-10:]) / max(1, len(vq[-10:])),
+        "final_prior_bpp_mean_last_10": sum(r["bpp"] for r in pr[-10:]) / max(1, len(pr[-10:])),
+        "hardware": f"{cpu_model()}, {torch.get_num_threads()} torch threads, no GPU",
+        "torch": torch.__version__,
+    }
 
 
 def plot_log(log_path: Path, png_path: Path) -> None:

@@ -160,3 +160,10 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "hvqcodec", "--version"], capture_output=True,
                        text=True, check=True)  # fmt: skip
     assert r.stdout.startswith("hvqcodec, version")
+
+
+def test_output_file_with_several_inputs_is_a_usage_error(work, weights):
+    shutil.copy(work / "dog.png", work / "dog2.png")
+    r = cli("compress", work / "dog.png", work / "dog2.png", "-o", work / "x.hvq", "-m", weights)
+    assert r.exit_code == 2 and "existing directory" in r.output
+    assert not (work / "x.hvq").exists()
