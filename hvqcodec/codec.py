@@ -27,7 +27,8 @@ from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
 # reduction is split across threads, and one ulp of difference breaks range decoding.
 PRIOR_THREADS = 1
 # The models here have one rate; issue-level quality scales come with multi-rate models.
-# Larger headers are refused before anything is allocated, as Pillow does for its images.
+# Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
+# before anything is allocated, as Pillow does against decompression bombs.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 # Rate-distortion trade-off of the encoder's code choice at each quality (see LevelEncoder).
 QUALITY_LAMBDA = {1: 0.0}
@@ -88,7 +89,11 @@ def stage_timings(total: float, io: float, in_priors: float, coders) -> dict[str
 class Codec:
     """A loaded model. `model` is a shipped model's name, a weights file path, or a `Model`."""
 
-    def __init__(self, model: str | Path | Model = DEFAULT_MODEL) -> None:
+    def __init__(
+        self, model: str | Path | Model = DEFAULT_MODEL, *, max_pixels: int | None = MAX_PIXELS
+    ) -> None:
+        """`max_pixels`: files claiming more pixels are refused before decoding (None: no limit)."""
+        self.max_pixels = max_pixels
         if isinstance(model, Model):
             self.model = model
         elif isinstance(model, str) and model in SHIPPED:
@@ -192,9 +197,9 @@ class Codec:
                 f"this file needs model {model_label(header.model_id)}, "
                 f"but the codec has {self.model.name} ({self.model.model_id:08x})"
             )
-        if header.width * header.height > MAX_PIXELS:
+        if self.max_pixels is not None and header.width * header.height > self.max_pixels:
             raise HvqError(
-                f"image size {header.width}x{header.height} exceeds the limit of {MAX_PIXELS} "
+                f"image size {header.width}x{header.height} exceeds the limit of {self.max_pixels} "
                 "pixels (a damaged file or a decompression bomb)"
             )
         if header.quality not in QUALITIES:

@@ -1,0 +1,141 @@
+"""Structure-aware fuzzing of the .hvq decoder.
+
+Mutations start from valid small files: truncations, byte flips, random and extreme header
+fields (sizes, lengths, counts, version, model id, quality) and random payloads, most with the
+CRC recomputed so that they reach past the checksum into the parser and the range decoder.
+Every case must decode or raise HvqError, within a time limit.
+
+    python -m tests.fuzz_hvq --cases 200000          # a longer run than the test suite's
+    python -m tests.fuzz_hvq --atheris                # coverage-guided, if atheris is installed
+"""
+
+import argparse
+import random
+import signal
+import sys
+import zlib
+from collections.abc import Iterator
+
+import numpy as np
+
+from hvqcodec import Codec, HvqError
+from hvqcodec.container import _varint, pack, unpack
+
+EXTREMES = [0, 1, 2, 31, 32, 33, 127, 128, 255, 256, 16383, 16384, 65535, 65536, 2**31 - 1,
+            2**32 - 1, 2**35 - 1]  # fmt: skip
+MAX_PIXELS = 96 * 96  # keeps each case small; the limit itself is what is being tested
+
+
+class Hang(Exception):
+    pass
+
+
+def seeds(codec: Codec) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    shapes = [(1, 1), (17, 33), (40, 40), (64, 96)]
+    return [codec.encode(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
+
+
+def recrc(body: bytes) -> bytes:
+    return body + zlib.crc32(body).to_bytes(4, "big")
+
+
+def mutate(rng: random.Random, seed: bytes) -> bytes:
+    f = unpack(seed)
+    body = seed[:-4]
+    choice = rng.randrange(10)
+    if choice == 0:  # truncation, CRC left as it falls
+        return seed[: rng.randrange(len(seed))]
+    if choice == 1:  # byte flips without fixing the CRC
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        return bytes(data)
+    if choice == 2:  # byte flips with the CRC recomputed
+        data = bytearray(body)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return recrc(bytes(data))
+    if choice == 3:  # sizes
+        f.width, f.height = rng.choice(EXTREMES), rng.choice(EXTREMES)
+        if rng.random() < 0.5:
+            f.width, f.height = rng.randint(1, 300), rng.randint(1, 300)
+        return pack(f)
+    if choice == 4:  # model id, quality, version
+        f.model_id = rng.choice([f.model_id ^ (1 << rng.randrange(32)), rng.getrandbits(32)])
+        f.quality = rng.randrange(256)
+        data = pack(f) if rng.random() < 0.5 else recrc(body[:3] + bytes([rng.randrange(256)])
+                                                        + body[4:])  # fmt: skip
+        return data
+    if choice == 5:  # level count and stream lengths, with the payload as it was
+        head = body[:8] + _varint(f.width) + _varint(f.height) + bytes([f.quality])
+        count = rng.choice([0, 1, 2, 3, 4, 255])
+        lengths = b"".join(_varint(rng.choice(EXTREMES + [rng.randrange(64)]))
+                           for _ in range(count))  # fmt: skip
+        return recrc(head + bytes([count]) + lengths + b"".join(f.streams))
+    if choice == 6:  # random stream contents
+        f.streams = [rng.randbytes(rng.randrange(0, 2 * len(s) + 8)) for s in f.streams]
+        return pack(f)
+    if choice == 7:  # chunks, including over-long lengths
+        f.chunks = {rng.randbytes(4): rng.randbytes(rng.randrange(32)) for _ in range(3)}
+        data = pack(f)[:-4]
+        if rng.random() < 0.5:
+            data += rng.randbytes(4) + _varint(rng.choice(EXTREMES))
+        return recrc(data)
+    if choice == 8:  # varints that never end
+        return recrc(body[:8] + b"\xff" * rng.randint(1, 12))
+    return rng.randbytes(rng.randrange(64))  # garbage, sometimes with the magic
+
+
+def cases(codec: Codec, n: int, seed: int = 0) -> Iterator[bytes]:
+    rng = random.Random(seed)
+    pool = seeds(codec)
+    for _ in range(n):
+        data = mutate(rng, rng.choice(pool))
+        if rng.random() < 0.05:
+            data = b"HVQ" + data[3:]
+        yield data
+
+
+def check(codec: Codec, data: bytes, seconds: int = 5) -> None:
+    """Decode or raise HvqError; anything else, or a hang, propagates."""
+
+    def on_alarm(*_):
+        raise Hang(f"decoding took over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        codec.decode(data)
+    except HvqError:
+        pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--cases", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--atheris", action="store_true")
+    args, rest = p.parse_known_args()
+    from tests.conftest import tiny_model
+
+    codec = Codec(tiny_model(), max_pixels=MAX_PIXELS)
+    if args.atheris:
+        import atheris
+
+        atheris.Setup([sys.argv[0], *rest], lambda data: check(codec, data))
+        atheris.Fuzz()
+    for i, data in enumerate(cases(codec, args.cases, args.seed)):
+        try:
+            check(codec, data)
+        except Exception:
+            print(f"case {i} failed on input {data.hex()}", file=sys.stderr)
+            raise
+    print(f"{args.cases} cases: every one decoded or raised HvqError")
+
+
+if __name__ == "__main__":
+    main()
