@@ -18,13 +18,9 @@ from PIL import Image
 from pytorch_msssim import ms_ssim
 
 from hvqcodec import Codec
+from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 from hvqcodec.train import cpu_model
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     files = args.out / "files"
     files.mkdir(parents=True, exist_ok=True)
     paths = sorted(q for q in args.images.iterdir() if q.suffix.lower() in (".png", ".ppm"))
+    if not paths:
+        raise SystemExit(f"no .png or .ppm images in {args.images}")
     codec.encode(np.zeros((64, 64, 3), np.uint8))  # warm-up, so the first image is timed fairly
     rows = []
     for path in paths:

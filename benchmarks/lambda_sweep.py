@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.kodak import psnr
 from hvqcodec import Codec
+from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 
 

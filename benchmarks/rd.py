@@ -20,8 +20,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmarks.codecs import BenchCodec, all_codecs
-from benchmarks.kodak import msssim, psnr
+from benchmarks.kodak import msssim
 from hvqcodec import Codec
+from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 
 REFERENCE = Path(__file__).parent / "reference" / "compressai_kodak.json"
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     images = sorted(q for q in args.images.iterdir() if q.suffix.lower() in (".png", ".ppm"))
     images = images[: args.limit] if args.limit else images
+    if not images:
+        raise SystemExit(f"no .png or .ppm images in {args.images}")
     codecs = all_codecs(Codec(args.model), small=args.small)
     rows = run(images, codecs, args.out / "rd.jsonl")
     rows = [r for r in rows if r["codec"] in codecs and r["image"] in {q.name for q in images}]

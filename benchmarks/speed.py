@@ -9,6 +9,7 @@ image itself (Kodak: 768x512) and about 4 MP (the image upscaled). Times are med
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +27,11 @@ SIZES = {"512x512": (512, 512), "kodak": None, "4MP": (2448, 1632)}
 
 
 def one_size(image: Path, size: str, runs: int, model: str) -> dict:
+    with contextlib.ExitStack() as stack:
+        return _one_size(stack, image, size, runs, model)
+
+
+def _one_size(stack, image: Path, size: str, runs: int, model: str) -> dict:
     import torch
     from PIL import Image
 
@@ -37,7 +43,7 @@ def one_size(image: Path, size: str, runs: int, model: str) -> dict:
         src = src.crop((0, 0, 512, 512))
     elif SIZES[size]:
         src = src.resize(SIZES[size], Image.LANCZOS)
-    tmp = Path(tempfile.mkdtemp())
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     png, hvq, out = tmp / "in.png", tmp / "in.hvq", tmp / "out.png"
     src.save(png)
     codec.encode(np.zeros((64, 64, 3), np.uint8))  # warm-up

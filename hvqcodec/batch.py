@@ -50,13 +50,25 @@ class Outcome:
     pixels: int = 0
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+def check_output(path: Path, force: bool) -> None:
+    """Refuse an output that is a directory, or that exists without --force."""
     if path.is_dir():
         raise Failure(f"cannot write {path}: it is a directory")
     if path.exists() and not force:
         raise Failure(f"{path} exists (use --force to overwrite)")
+
+
+def _file_mode() -> int:
+    """Permissions a plain open() would give a new file (mkstemp's are owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    check_output(path, force)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except FileNotFoundError:
@@ -66,6 +78,7 @@ def atomic_output(path: Path, force: bool) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -91,6 +104,7 @@ def image_format_for(path: Path) -> str:
 
 
 def _compress(codec: Codec, job: Job) -> Outcome:
+    check_output(job.dst, job.force)  # before the work, not after it
     enc = codec.encode_detailed(job.src, job.quality, metadata=not job.strip)
     with atomic_output(job.dst, job.force) as tmp:
         tmp.write_bytes(enc.data)
@@ -108,6 +122,7 @@ def _compress(codec: Codec, job: Job) -> Outcome:
 
 def _decompress(codec: Codec, job: Job) -> Outcome:
     fmt = image_format_for(job.dst)
+    check_output(job.dst, job.force)
     data = read_file(job.src)
     image = codec.decode(data)
     with atomic_output(job.dst, job.force) as tmp:

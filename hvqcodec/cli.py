@@ -15,10 +15,11 @@ import numpy as np
 from PIL import Image
 
 from hvqcodec import __version__
-from hvqcodec.batch import Job, atomic_output, run_jobs, summary
+from hvqcodec.batch import Failure, Job, atomic_output, run_jobs, summary
 from hvqcodec.codec import DEFAULT_QUALITY, QUALITIES, Codec
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import open_image
+from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
@@ -72,6 +73,10 @@ def output_for(src: Path, output: Path | None, suffix: str, many: bool) -> Path:
 
 
 def run(kind: str, jobs: list[Job], model: str | None, workers: int, verbose: bool) -> None:
+    outputs = [j.dst for j in jobs if j.dst is not None]
+    clashes = sorted({str(d) for d in outputs if outputs.count(d) > 1})
+    if clashes:
+        raise click.UsageError(f"several inputs would write {', '.join(clashes)}")
     codec = load_codec(model) if model else None
     try:
         outcomes = run_jobs(jobs, codec, model, workers, verbose)
@@ -176,25 +181,31 @@ def demo(output_dir, model) -> None:
     """Compress and decompress the bundled sample photo, and report size, quality and time."""
     codec = load_codec(model)
     src = Path(str(resources.files("hvqcodec") / "samples" / SAMPLE))
-    output_dir.mkdir(parents=True, exist_ok=True)
     hvq, png = output_dir / Path(SAMPLE).with_suffix(".hvq"), output_dir / SAMPLE
-    t0 = time.perf_counter()
-    enc = codec.encode_detailed(src)
-    t1 = time.perf_counter()
-    image = codec.decode(enc.data)
-    t2 = time.perf_counter()
-    with atomic_output(hvq, force=True) as tmp:
-        tmp.write_bytes(enc.data)
-    with atomic_output(png, force=True) as tmp:
-        image.save(tmp, format="PNG")
-    original = np.asarray(open_image(src).convert("RGB"), dtype=np.float64)
-    mse = np.mean((original - np.asarray(image, dtype=np.float64)) ** 2)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        enc = codec.encode_detailed(src)
+        t1 = time.perf_counter()
+        image = codec.decode(enc.data)
+        t2 = time.perf_counter()
+        with atomic_output(hvq, force=True) as tmp:
+            tmp.write_bytes(enc.data)
+        with atomic_output(png, force=True) as tmp:
+            image.save(tmp, format="PNG")
+        quality = psnr(np.asarray(open_image(src).convert("RGB")), np.asarray(image))
+    except (Failure, HvqError) as e:
+        fail(str(e))
+        sys.exit(1)
+    except OSError as e:
+        fail(f"{e.filename or output_dir}: {e.strerror or e}")
+        sys.exit(1)
     click.echo(f"model {codec.name}: {src.name} {enc.width}x{enc.height}")
     click.echo(
         f"  compressed   {hvq}: {len(enc.data)} bytes, {enc.bpp:.4f} bpp, "
         f"{src.stat().st_size / len(enc.data):.0f}x smaller than the PNG, {t1 - t0:.2f} s"
     )
-    click.echo(f"  decompressed {png}: PSNR {10 * np.log10(255**2 / mse):.2f} dB, {t2 - t1:.2f} s")
+    click.echo(f"  decompressed {png}: PSNR {quality:.2f} dB, {t2 - t1:.2f} s")
 
 
 @main.command(

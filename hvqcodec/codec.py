@@ -8,6 +8,7 @@ and the reverse for decoding. `Codec` loads a model once and can be reused.
 
 import contextlib
 import functools
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from hvqcodec import container
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import ImageInput, load_rgb
 from hvqcodec.models import DEFAULT_MODEL, SHIPPED, Model, load_shipped, load_weights
+from hvqcodec.priors import HierarchicalPrior
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, LevelStats
 from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
 
@@ -36,14 +38,18 @@ QUALITIES = tuple(QUALITY_LAMBDA)
 DEFAULT_QUALITY = 1
 
 
+_THREADS_LOCK = threading.Lock()  # the thread count is process-wide state
+
+
 @contextlib.contextmanager
 def pinned_threads(n: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    with _THREADS_LOCK:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 @dataclass
@@ -187,8 +193,8 @@ class Codec:
 
     def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
         """Run level `name`'s prior over its map, conditioned on the coarser code maps."""
+        maps = [torch.from_numpy(c)[None] for c in HierarchicalPrior.upper_of(name, upper)]
         with pinned_threads(PRIOR_THREADS):
-            maps = [torch.from_numpy(upper[k])[None] for k in LEVELS[: LEVELS.index(name)]]
             return self.model.prior.levels[name].code(maps, shape, coder)
 
     def _check_header(self, header: container.HvqFile) -> None:

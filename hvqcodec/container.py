@@ -59,6 +59,12 @@ class _Reader:
 
 
 def pack(f: HvqFile) -> bytes:
+    if f.width < 1 or f.height < 1:
+        raise HvqError(f"cannot store an image of {f.width}x{f.height}")
+    if not (0 <= f.quality <= 255 and len(f.streams) <= 255):
+        raise HvqError("quality and level count must each fit in a byte")
+    if any(len(kind) != 4 for kind in f.chunks):
+        raise HvqError("chunk types are 4 bytes")
     body = b"".join(
         [
             MAGIC,

@@ -27,41 +27,49 @@ def open_image(path: str | Path) -> Image.Image:
         raise HvqError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
         raise HvqError(f"{path}: not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError) as e:  # truncated or damaged image data
-        raise HvqError(f"{path}: cannot decode image ({e})") from None
+    except Image.DecompressionBombError as e:
+        raise HvqError(f"{path}: {e}") from None
+    except Exception as e:  # damaged data surfaces from Pillow's decoders in many types
+        raise HvqError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
 
 
 @dataclass
 class Pixels:
     rgb: np.ndarray  # (H, W, 3) uint8
     notes: list[str] = field(default_factory=list)  # what was converted, for the user
-    icc_profile: bytes | None = None
+    icc_profile: bytes | None = None  # kept only when it describes RGB data
     exif: bytes | None = None  # orientation reset to 1 once applied to the pixels
 
 
 def to_rgb(im: Image.Image) -> Pixels:
     """Apply the EXIF orientation and convert to 8-bit RGB, keeping ICC profile and EXIF."""
+    if 0 in im.size:
+        raise HvqError(f"empty image: {im.width}x{im.height}")
     notes = []
     exif = _exif(im)
     orientation = exif.get(ORIENTATION) if exif is not None else None
     if orientation not in (None, 1):
         try:
             im = ImageOps.exif_transpose(im)
+            exif[ORIENTATION] = 1
             notes.append(f"applied EXIF orientation {orientation}")
         except Exception:  # a damaged EXIF block should not stop compression
             notes.append("EXIF orientation unreadable, ignored")
-        exif[ORIENTATION] = 1
-    meta = {
-        "icc_profile": im.info.get("icc_profile") or None,
-        "exif": exif.tobytes() if exif else None,
-    }
+    icc = im.info.get("icc_profile") or None
+    # An ICC profile's data colour space sits at bytes 16-19; a grey or CMYK profile would
+    # be wrong on the converted RGB pixels.
+    if icc is not None and icc[16:20] != b"RGB ":
+        icc = None
+        notes.append("dropped the ICC profile, which is not for RGB data")
+    meta = {"icc_profile": icc, "exif": exif.tobytes() if exif else None}
     if im.mode == "RGB":
         return Pixels(np.asarray(im), notes, **meta)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if im.mode.startswith("I;16") or im.mode == "I":
         a = np.asarray(im).astype(np.float64)
-        scale = 255 / 65535 if a.max(initial=0) > 255 else 1.0
+        # 16-bit data is scaled down; 32-bit "I" images are often 8-bit values, kept as they are.
+        scale = 255 / 65535 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 1.0
         gray = np.clip(np.round(a * scale), 0, 255).astype(np.uint8)
-        notes.append(f"converted {im.mode} (16-bit grayscale) to 8-bit RGB")
+        notes.append(f"converted {im.mode} (grayscale) to 8-bit RGB")
         return Pixels(np.repeat(gray[..., None], 3, axis=2), notes, **meta)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")

@@ -50,8 +50,9 @@ def fingerprint(weights: dict) -> int:
     return int.from_bytes(h.digest()[:4], "big")
 
 
-def _half(state: dict) -> dict:
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+def _cast(state: dict, dtype: torch.dtype) -> dict:
+    """The float tensors of a state dict in `dtype`; the others unchanged."""
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def pack_weights(name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior) -> dict:
@@ -60,8 +61,8 @@ def pack_weights(name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior) 
         "name": name,
         "vqvae_config": vqvae.config.to_dict(),
         "prior_config": prior.config.to_dict(),
-        "vqvae": _half(vqvae.state_dict()),
-        "prior": _half(prior.state_dict()),
+        "vqvae": _cast(vqvae.state_dict(), torch.float16),
+        "prior": _cast(prior.state_dict(), torch.float16),
     }
 
 
@@ -77,13 +78,9 @@ def build_model(weights: dict) -> Model:
         vq_cfg = VQVAEConfig.from_dict(weights["vqvae_config"])
         vqvae = HierarchicalVQVAE(vq_cfg)
         prior = HierarchicalPrior(PriorConfig.from_dict(weights["prior_config"]), vq_cfg)
-        vqvae.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in weights["vqvae"].items()}
-        )
-        prior.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in weights["prior"].items()}
-        )
-    except (KeyError, TypeError, RuntimeError, AttributeError) as e:
+        vqvae.load_state_dict(_cast(weights["vqvae"], torch.float32))
+        prior.load_state_dict(_cast(weights["prior"], torch.float32))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
     vqvae.eval()
     prior.eval()

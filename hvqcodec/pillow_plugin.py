@@ -9,7 +9,6 @@ from PIL import Image, ImageFile
 
 from hvqcodec import container
 from hvqcodec.codec import default_codec, metadata_info
-from hvqcodec.errors import HvqError
 
 FORMAT = "HVQ"
 
@@ -23,10 +22,8 @@ class HvqImageFile(ImageFile.ImageFile):
     format_description = "hvqcodec learned image"
 
     def _open(self) -> None:
-        try:
-            header = container.unpack(self.fp.read())
-        except HvqError as e:
-            raise SyntaxError(str(e)) from None
+        # The magic matched in _accept, so a bad file is ours to describe: HvqError propagates.
+        header = container.unpack(self.fp.read())
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["hvq_model_id"] = header.model_id

@@ -48,7 +48,6 @@ class LevelEncoder(_Coder):
         super().__init__()
         self.distances = distances  # (positions, K), raster order
         self.rate_weight = lam * float(distances.min(axis=1).mean()) if lam else 0.0
-        self.codes = np.zeros(len(distances), dtype=np.int64)
         self.encoder = constriction.stream.queue.RangeEncoder()
 
     def __call__(self, positions: np.ndarray, table: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -57,7 +56,6 @@ class LevelEncoder(_Coder):
             bits = np.log2(table.sum(axis=1, keepdims=True)) - np.log2(table)
             cost = cost + self.rate_weight * bits
         symbols = cost.argmin(axis=1).astype(np.int32)
-        self.codes[positions] = symbols
         t0 = time.perf_counter()
         self.encoder.encode(symbols, _FAMILY, table.astype(np.float64))
         self.seconds += time.perf_counter() - t0

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from hvqcodec.metrics import psnr_from_mse
 from hvqcodec.models import save_weights
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
 from hvqcodec.vqvae import LEVELS, HierarchicalVQVAE, VQVAEConfig, pad_to_stride
@@ -88,10 +89,6 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def psnr(mse: float) -> float:
-    return 10 * math.log10(1 / max(mse, 1e-12))
-
-
 class Run:
     """State of one training run: models, optimizer, step, and the log, all resumable."""
 
@@ -134,7 +131,20 @@ class Run:
         self.opt.load_state_dict(ck["optimizer"])
         self.gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
+        self._truncate_log()
         print(f"resumed {self.ckpt_path}: phase {self.phase}, step {self.step}", flush=True)
+
+    def _truncate_log(self) -> None:
+        """Drop log rows written after the checkpoint, which the resumed run writes again."""
+        if not self.log_path.exists():
+            return
+        order = ("vqvae", "priors")
+        rows = [json.loads(line) for line in open(self.log_path)]
+        keep = [
+            r for r in rows
+            if (order.index(r["phase"]), r["step"]) <= (order.index(self.phase), self.step)
+        ]  # fmt: skip
+        self.log_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     def save(self) -> None:
         ck = {
@@ -189,7 +199,10 @@ class Run:
             x = random_crops(images, self.cfg.batch_size, self.cfg.crop, self.gen)
             out = self.vqvae(x)
             mse = F.mse_loss(out.reconstruction, x)
-            record = {"loss": (mse + out.commit_loss).item(), "psnr": round(psnr(mse.item()), 3)}
+            record = {
+                "loss": (mse + out.commit_loss).item(),
+                "psnr": round(psnr_from_mse(mse.item(), 1.0), 3),
+            }
             record.update(
                 {f"perplexity_{k}": round(v.item(), 1) for k, v in out.perplexity.items()}
             )
@@ -211,6 +224,9 @@ class Run:
         self.prior.train()
         c = self.cfg.prior_crop
         usable = [m for m in codes if min(m["top"].shape) >= c]
+        if not usable:
+            raise SystemExit(f"no training image has sides of at least {c * 32} pixels "
+                             "(lower --prior-crop)")  # fmt: skip
 
         def step():
             batch = {k: [] for k in LEVELS}

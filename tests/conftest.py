@@ -15,18 +15,24 @@ TINY_VQ = {"code_dim": 8, "channels": 16, "decoder_channels": (8, 8), "res_block
 TINY_PRIOR = {"embed_dim": 4, "hidden": 8, "cond_blocks": 1, "kernel": 5}
 
 
-def tiny_model(seed: int = 0, name: str = "tiny"):
+def tiny_model(seed: int = 0, name: str = "tiny", prior: dict | None = None):
     """A randomly initialised model with the real architecture at a fraction of the width."""
     torch.manual_seed(seed)
     vq_cfg = VQVAEConfig(**TINY_VQ)
     vqvae = HierarchicalVQVAE(vq_cfg)
-    prior = HierarchicalPrior(PriorConfig(**TINY_PRIOR), vq_cfg)
-    return build_model(pack_weights(name, vqvae, prior))
+    priors = HierarchicalPrior(PriorConfig(**(prior or TINY_PRIOR)), vq_cfg)
+    return build_model(pack_weights(name, vqvae, priors))
 
 
 @pytest.fixture(scope="session")
 def tiny_codec() -> Codec:
     return Codec(tiny_model())
+
+
+@pytest.fixture(scope="session")
+def wide_prior_codec() -> Codec:
+    """Priors at the shipped width, big enough for torch to split their maths across threads."""
+    return Codec(tiny_model(prior=PriorConfig().to_dict(), name="wide-prior"))
 
 
 @pytest.fixture(scope="session")

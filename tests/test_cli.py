@@ -167,3 +167,20 @@ def test_output_file_with_several_inputs_is_a_usage_error(work, weights):
     r = cli("compress", work / "dog.png", work / "dog2.png", "-o", work / "x.hvq", "-m", weights)
     assert r.exit_code == 2 and "existing directory" in r.output
     assert not (work / "x.hvq").exists()
+
+
+def test_two_inputs_with_one_output_name_are_refused_up_front(work, weights):
+    Image.open(work / "dog.png").save(work / "dog.jpg")
+    r = cli("compress", work / "dog.png", work / "dog.jpg", "-m", weights)
+    assert r.exit_code == 2 and "dog.hvq" in r.output
+    assert not (work / "dog.hvq").exists()
+
+
+def test_outputs_get_ordinary_file_permissions(work, weights):
+    import os
+    import stat
+
+    assert cli("compress", work / "dog.png", "-m", weights).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((work / "dog.hvq").stat().st_mode) == 0o666 & ~umask

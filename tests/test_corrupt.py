@@ -1,20 +1,15 @@
 """Every class of damaged file raises HvqError with a message naming the problem."""
 
-import zlib
-
 import pytest
 
 from hvqcodec import HvqError
 from hvqcodec.container import pack, unpack
+from tests.fuzz_hvq import recrc
 
 
 @pytest.fixture(scope="module")
 def valid(tiny_codec, dog):
     return tiny_codec.encode(dog[:40, :40])
-
-
-def recrc(body: bytes) -> bytes:
-    return body + zlib.crc32(body).to_bytes(4, "big")
 
 
 def test_empty(tiny_codec):

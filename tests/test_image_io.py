@@ -17,7 +17,10 @@ def test_rgb_array_passes_through(dog):
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16"])
 def test_modes_convert_to_rgb_with_a_note(dog, mode):
     im = Image.fromarray(dog)
-    im = im.convert("L").convert("I;16") if mode == "I;16" else im.convert(mode)
+    if mode == "I;16":  # real 16-bit values, scaled down to 8 bits
+        im = Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
+    else:
+        im = im.convert(mode)
     p = load_rgb(im)
     rgb, notes = p.rgb, p.notes
     assert rgb.dtype == np.uint8 and rgb.shape == (*dog.shape[:2], 3)
@@ -81,3 +84,25 @@ def test_icc_profile_and_exif_travel_through_the_codec(tiny_codec, dog, tmp_path
     assert back[0x010F] == "hvq camera"
     stripped = tiny_codec.decode(tiny_codec.encode_detailed(path, metadata=False).data)
     assert "icc_profile" not in stripped.info and "exif" not in stripped.info
+
+
+def test_16_bit_values_are_scaled_to_8_bits():
+    im = Image.fromarray(np.full((4, 4), 65535, np.uint16))
+    assert (load_rgb(im).rgb == 255).all()
+    dark = Image.fromarray(np.full((4, 4), 200 * 257, np.uint16))
+    assert (load_rgb(dark).rgb == 200).all()
+
+
+def test_non_rgb_icc_profile_is_dropped_with_a_note(dog):
+    from PIL import ImageCms
+
+    gray_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    im = Image.fromarray(dog).convert("L")
+    im.info["icc_profile"] = gray_icc
+    p = load_rgb(im)
+    assert p.icc_profile is None and any("ICC" in n for n in p.notes)
+
+
+def test_empty_pil_image_is_refused():
+    with pytest.raises(HvqError, match="empty"):
+        load_rgb(Image.new("RGB", (0, 0)))

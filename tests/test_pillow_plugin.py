@@ -31,6 +31,17 @@ def test_save_with_quality_and_registered_extension(tmp_path):
     assert Image.open(tmp_path / "q.hvq").info["quality"] == 1
 
 
-def test_other_files_are_not_claimed(tmp_path):
-    Image.open(IMAGES / "dog.png").save(tmp_path / "x.png")
-    assert Image.open(tmp_path / "x.png").format == "PNG"
+def test_only_hvq_files_are_claimed():
+    from hvqcodec.pillow_plugin import _accept
+
+    assert _accept(b"HVQ\x01rest")
+    assert not _accept((IMAGES / "dog.png").read_bytes()[:16])
+    assert not _accept(b"HV")
+
+
+def test_a_damaged_hvq_file_says_why(tmp_path):
+    import pytest
+
+    (tmp_path / "bad.hvq").write_bytes(b"HVQ\x07" + bytes(20))
+    with pytest.raises(hvqcodec.HvqError, match="version 7"):
+        Image.open(tmp_path / "bad.hvq")

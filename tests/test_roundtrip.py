@@ -88,3 +88,13 @@ def test_codec_at_zero_lambda_picks_the_nearest_codes(tiny_codec, dog):
     enc = tiny_codec.encode_detailed(dog)
     for level, codes in nearest.items():
         np.testing.assert_array_equal(enc.codes[level], codes[0].numpy())
+
+
+def test_rate_distortion_choice_spends_fewer_bits_and_stays_exact(tiny_codec, dog):
+    plain = tiny_codec.encode_detailed(dog, rd_lambda=0.0)
+    frugal = tiny_codec.encode_detailed(dog, rd_lambda=2.0)
+    dec = tiny_codec.decode_detailed(frugal.data)
+    for level in frugal.codes:
+        np.testing.assert_array_equal(frugal.codes[level], dec.codes[level])
+    ideal = lambda e: sum(s.ideal_bits for s in e.stats.values())  # noqa: E731
+    assert ideal(frugal) < ideal(plain)
