@@ -159,7 +159,10 @@ class Run:
             "torch_rng": torch.get_rng_state(),
         }
         tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(ck, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(ck, f)
+            f.flush()
+            os.fsync(f.fileno())  # a machine stopped right after still has a whole checkpoint
         os.replace(tmp, self.ckpt_path)
 
     def log(self, record: dict) -> None:

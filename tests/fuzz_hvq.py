@@ -56,11 +56,12 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
         for _ in range(rng.randint(1, 8)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         return recrc(bytes(data))
-    if choice == 3:  # sizes
-        f.width, f.height = rng.choice(EXTREMES), rng.choice(EXTREMES)
+    if choice == 3:  # sizes, zero included, so the header is rewritten in place, not by pack()
+        width, height = rng.choice(EXTREMES), rng.choice(EXTREMES)
         if rng.random() < 0.5:
-            f.width, f.height = rng.randint(1, 300), rng.randint(1, 300)
-        return pack(f)
+            width, height = rng.randint(1, 300), rng.randint(1, 300)
+        rest = body[8 + len(_varint(f.width)) + len(_varint(f.height)) :]
+        return recrc(body[:8] + _varint(width) + _varint(height) + rest)
     if choice == 4:  # model id, quality, version
         f.model_id = rng.choice([f.model_id ^ (1 << rng.randrange(32)), rng.getrandbits(32)])
         f.quality = rng.randrange(256)

@@ -184,3 +184,61 @@ def test_outputs_get_ordinary_file_permissions(work, weights):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE((work / "dog.hvq").stat().st_mode) == 0o666 & ~umask
+
+
+def failing_write(after: int, exc: BaseException):
+    """A Path.write_bytes that writes `after` bytes of its data and then raises `exc`."""
+
+    def write_bytes(self, data):
+        with open(self, "wb") as f:
+            f.write(data[:after])
+        raise exc
+
+    return write_bytes
+
+
+def test_full_disk_leaves_no_partial_output_and_the_input_untouched(work, weights, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    before = (work / "dog.png").read_bytes()
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "write_bytes", failing_write(10, full))
+    r = cli("compress", work / "dog.png", "-m", weights)
+    assert r.exit_code == 1 and "No space left on device" in r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in work.iterdir()) == ["dog.png"]
+    assert (work / "dog.png").read_bytes() == before
+
+
+def test_ctrl_c_in_a_batch_stops_cleanly(work, weights, monkeypatch):
+    from pathlib import Path
+
+    shutil.copy(work / "dog.png", work / "dog2.png")
+    real_write = Path.write_bytes
+    calls = []
+
+    def write_bytes(self, data):  # the second output is interrupted half-written
+        calls.append(self)
+        if len(calls) == 2:
+            failing_write(len(data) // 2, KeyboardInterrupt())(self, data)
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    r = cli("compress", work / "dog.png", work / "dog2.png", "-m", weights)
+    assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in work.iterdir()) == ["dog.hvq", "dog.png", "dog2.png"]
+    monkeypatch.undo()
+    assert cli("info", work / "dog.hvq").exit_code == 0  # the finished output is whole
+
+
+def test_unwritable_output_directory(work, weights, monkeypatch):
+    import tempfile
+
+    def denied(*args, **kwargs):  # chmod cannot stop root, so the refusal is simulated
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    r = cli("compress", work / "dog.png", "-m", weights)
+    assert r.exit_code == 1 and "permission denied" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in work.iterdir()) == ["dog.png"]
