@@ -6,9 +6,7 @@
 and the reverse for decoding. `Codec` loads a model once and can be reused.
 """
 
-import contextlib
 import functools
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +23,6 @@ from hvqcodec.priors import HierarchicalPrior
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, LevelStats
 from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
 
-# The prior runs with this many threads on both sides: float results may depend on how a
-# reduction is split across threads, and one ulp of difference breaks range decoding.
-PRIOR_THREADS = 1
 # The models here have one rate; issue-level quality scales come with multi-rate models.
 # Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
 # before anything is allocated, as Pillow does against decompression bombs.
@@ -36,20 +31,6 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 QUALITY_LAMBDA = {1: 0.0}
 QUALITIES = tuple(QUALITY_LAMBDA)
 DEFAULT_QUALITY = 1
-
-
-_THREADS_LOCK = threading.Lock()  # the thread count is process-wide state
-
-
-@contextlib.contextmanager
-def pinned_threads(n: int):
-    with _THREADS_LOCK:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
 
 
 @dataclass
@@ -193,9 +174,9 @@ class Codec:
 
     def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
         """Run level `name`'s prior over its map, conditioned on the coarser code maps."""
-        maps = [torch.from_numpy(c)[None] for c in HierarchicalPrior.upper_of(name, upper)]
-        with pinned_threads(PRIOR_THREADS):
-            return self.model.prior.levels[name].code(maps, shape, coder)
+        # Integer-exact: no thread pinning needed, any thread count gives the same tables.
+        maps = HierarchicalPrior.upper_of(name, upper)
+        return self.model.coder.levels[name].code(maps, shape, coder)
 
     def _check_header(self, header: container.HvqFile) -> None:
         if header.model_id != self.model.model_id:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from hvqcodec.errors import HvqError
+from hvqcodec.integer_prior import FixedPrior
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
 from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
 
@@ -34,7 +35,8 @@ class Model:
     name: str
     model_id: int  # 32-bit fingerprint of configs and weights, written into every .hvq file
     vqvae: HierarchicalVQVAE
-    prior: HierarchicalPrior
+    prior: HierarchicalPrior  # float, as trained
+    coder: FixedPrior  # its integer-exact twin, which computes the probabilities for coding
 
 
 def fingerprint(weights: dict) -> int:
@@ -84,7 +86,8 @@ def build_model(weights: dict) -> Model:
         raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
     vqvae.eval()
     prior.eval()
-    return Model(str(weights.get("name", "?")), fingerprint(weights), vqvae, prior)
+    name = str(weights.get("name", "?"))
+    return Model(name, fingerprint(weights), vqvae, prior, FixedPrior(prior))
 
 
 def load_weights(path: str | Path) -> Model:

@@ -13,12 +13,10 @@ fast decoding:
   top level, the top codes for the middle, top and middle for the bottom). It runs once per
   level, over the whole map.
 
-Training evaluates all positions at once with the masked convolution. Coding evaluates them
-wavefront by wavefront in `LevelPrior.code`, on both sides through the same code path and the
-same batches, so encoder and decoder compute the same probabilities bit for bit.
+Training evaluates all positions at once with the masked convolution. Coding evaluates an
+integer-exact copy of these networks wavefront by wavefront (`hvqcodec.integer_prior`).
 """
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,13 +26,6 @@ from torch import nn
 
 from hvqcodec.layers import ResBlock
 from hvqcodec.vqvae import LEVELS, VQVAEConfig
-
-# Probabilities are quantized to integers that sum to at most 2**PROB_BITS, each at least 1.
-PROB_BITS = 16
-
-# Called once per wavefront step with the flat positions of the step, their integer probability
-# tables (n, K) and float probabilities (n, K); returns the n symbols at those positions.
-StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -56,26 +47,6 @@ def causal_offsets(kernel: int) -> list[tuple[int, int]]:
     """(dy, dx) of the positions a type-A mask keeps: the rows above, then the left of this row."""
     r = kernel // 2
     return [(dy, dx) for dy in range(-r, 1) for dx in range(-r, r + 1) if (dy, dx) < (0, 0)]
-
-
-def wavefront_schedule(height: int, width: int, kernel: int) -> list[np.ndarray]:
-    """Flat positions grouped into steps; every position's causal neighbours are in earlier steps.
-
-    Position (y, x) needs (y - 1, x + r), so t = (r + 1) * y + x orders them.
-    """
-    r = kernel // 2
-    y, x = np.divmod(np.arange(height * width), width)
-    t = (r + 1) * y + x
-    order = np.argsort(t, kind="stable")
-    bounds = np.flatnonzero(np.diff(t[order])) + 1
-    return np.split(order, bounds)
-
-
-def quantize_probabilities(p: torch.Tensor) -> np.ndarray:
-    """Float probabilities (n, K) -> integer tables, each entry >= 1, each row summing <= 2**16."""
-    k = p.shape[1]
-    q = torch.floor(p.double() * ((1 << PROB_BITS) - k)).long() + 1
-    return q.numpy()
 
 
 class LevelPrior(nn.Module):
@@ -126,33 +97,6 @@ class LevelPrior(nn.Module):
         h = h.permute(0, 2, 3, 1) + self.conditioning(upper, codes.shape[1:])
         return self._head(h)
 
-    @torch.no_grad()
-    def code(self, upper: list[torch.Tensor], shape: tuple[int, int], step: StepFn) -> np.ndarray:
-        """Run the wavefront over one (H, W) map; `step` encodes or decodes each batch of symbols.
-
-        Encoder and decoder both call this, so they evaluate the network on identical batches.
-        """
-        height, width = shape
-        r = self.kernel // 2
-        e = self.embed.embedding_dim
-        padded_w = width + 2 * r
-        # Embeddings of decoded codes, zero-padded by r rows above and r columns each side;
-        # positions not yet decoded stay zero, which the mask ignores anyway.
-        buf = torch.zeros((height + r) * padded_w, e)
-        cond = self.conditioning(upper, shape).reshape(height * width, self.hidden)
-        y, x = np.divmod(np.arange(height * width), width)
-        own = (y + r) * padded_w + (x + r)
-        ctx = own[:, None] + np.array([dy * padded_w + dx for dy, dx in self.offsets])[None, :]
-        codes = np.zeros(height * width, dtype=np.int64)
-        for positions in wavefront_schedule(height, width, self.kernel):
-            patches = buf[torch.from_numpy(ctx[positions])].reshape(len(positions), -1)
-            h = self.causal(patches) + cond[torch.from_numpy(positions)]
-            probs = torch.softmax(self._head(h), dim=1)
-            symbols = np.asarray(step(positions, quantize_probabilities(probs), probs.numpy()))
-            codes[positions] = symbols
-            buf[torch.from_numpy(own[positions])] = self.embed.weight[torch.from_numpy(symbols)]
-        return codes.reshape(height, width)
-
 
 class HierarchicalPrior(nn.Module):
     """Top: unconditional. Middle: conditioned on top. Bottom: conditioned on top and middle."""
@@ -172,6 +116,9 @@ class HierarchicalPrior(nn.Module):
     @staticmethod
     def upper_of(name: str, codes: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [codes[k] for k in LEVELS[: LEVELS.index(name)]]
+
+    def forward(self, codes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.bits_per_code(codes)
 
     def bits_per_code(self, codes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mean cross-entropy in bits per code of each level (training loss)."""

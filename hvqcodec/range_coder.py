@@ -3,7 +3,7 @@
 Each level becomes one stream. The prior hands over integer probability tables (one row per
 symbol) and constriction's range coder (`stream.queue`, `Categorical(perfect=False)`) turns
 them into 32-bit words. Both sides also add up the ideal cost, -log2 p of every symbol under
-the model's float probabilities, so the overhead of the real stream can be checked.
+those tables, so the overhead of the real stream can be checked.
 """
 
 import time
@@ -29,14 +29,14 @@ class _Coder:
         self.stats = LevelStats()
         self.seconds = 0.0  # spent in the range coder itself, for the speed benchmark
 
-    def _count(self, symbols: np.ndarray, probs: np.ndarray) -> None:
-        p = probs[np.arange(len(symbols)), symbols].astype(np.float64)
+    def _count(self, symbols: np.ndarray, table: np.ndarray) -> None:
+        chosen = table[np.arange(len(symbols)), symbols].astype(np.float64)
         self.stats.symbols += len(symbols)
-        self.stats.ideal_bits += float(-np.log2(np.maximum(p, 1e-30)).sum())
+        self.stats.ideal_bits += float(np.log2(table.sum(axis=1) / chosen).sum())
 
 
 class LevelEncoder(_Coder):
-    """Step function for `LevelPrior.code` that chooses and encodes the codes of one level.
+    """Step function for `FixedLevelPrior.code` that chooses and encodes the codes of one level.
 
     With `lam = 0` each position takes its nearest code. With `lam > 0` it takes the code that
     minimises `distance + lam * mean_nearest_distance * bits`, where bits is the code's cost
@@ -50,7 +50,7 @@ class LevelEncoder(_Coder):
         self.rate_weight = lam * float(distances.min(axis=1).mean()) if lam else 0.0
         self.encoder = constriction.stream.queue.RangeEncoder()
 
-    def __call__(self, positions: np.ndarray, table: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    def __call__(self, positions: np.ndarray, table: np.ndarray) -> np.ndarray:
         cost = self.distances[positions]
         if self.rate_weight:
             bits = np.log2(table.sum(axis=1, keepdims=True)) - np.log2(table)
@@ -59,7 +59,7 @@ class LevelEncoder(_Coder):
         t0 = time.perf_counter()
         self.encoder.encode(symbols, _FAMILY, table.astype(np.float64))
         self.seconds += time.perf_counter() - t0
-        self._count(symbols, probs)
+        self._count(symbols, table)
         return symbols
 
     def finish(self) -> bytes:
@@ -72,7 +72,7 @@ class LevelEncoder(_Coder):
 
 
 class LevelDecoder(_Coder):
-    """Step function for `LevelPrior.code` that decodes symbols from a stream."""
+    """Step function for `FixedLevelPrior.code` that decodes symbols from a stream."""
 
     def __init__(self, data: bytes) -> None:
         super().__init__()
@@ -80,12 +80,12 @@ class LevelDecoder(_Coder):
         words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype="<u4").astype(np.uint32)
         self.decoder = constriction.stream.queue.RangeDecoder(words)
 
-    def __call__(self, positions: np.ndarray, table: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    def __call__(self, positions: np.ndarray, table: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         try:
             symbols = np.asarray(self.decoder.decode(_FAMILY, table.astype(np.float64)))
         except Exception as e:  # constriction reports a broken stream in several ways
             raise HvqError(f"corrupt payload: range decoder failed ({e})") from None
         self.seconds += time.perf_counter() - t0
-        self._count(symbols, probs)
+        self._count(symbols, table)
         return symbols

@@ -1,4 +1,4 @@
-"""The prior runs with pinned threads, so the thread count of the caller never changes a file."""
+"""The prior's probabilities are integer-exact, so no thread count ever changes a file."""
 
 import hashlib
 import os
