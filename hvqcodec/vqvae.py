@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec.layers import ResBlock, VectorQuantizer
+from hvqcodec.layers.tiling import tiled
 
 # The coarsest level has stride 32: image sides are padded to a multiple of this.
 STRIDE = 32
@@ -53,6 +54,13 @@ def _stage(channels: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(channels, attention=True) for _ in range(blocks)])
 
 
+# Images larger than this on a side run their full-resolution layers in tiles (see
+# `hvqcodec.layers.tiling`); a Kodak image is one tile.
+TILE_PIXELS = 1024
+# The decoder's last modules (ReLU and transposed convolution, three times) run tiled.
+DECODER_TAIL = 6
+
+
 @dataclass
 class VQVAEOutput:
     reconstruction: torch.Tensor
@@ -66,6 +74,7 @@ class HierarchicalVQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or VQVAEConfig()
+        self.tile_pixels = TILE_PIXELS  # side of the tiles the full-resolution layers run on
         c, d = cfg.channels, cfg.code_dim
         c4, c2 = cfg.decoder_channels
         # Encoder trunk: pixels -> features at strides 8, 16, 32.
@@ -111,7 +120,10 @@ class HierarchicalVQVAE(nn.Module):
     # optimised) before the next level's latent is computed from them.
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images in [0, 1], sides a multiple of 32 -> trunk features of each level."""
-        h8 = self.enc8(x * 2 - 1)
+        # The three strided convolutions reach 16 input pixels past their own 8x8 block.
+        head = self.enc8[:-1]
+        h8 = tiled(lambda t: head(t * 2 - 1), x, scale=1 / 8, tile=self.tile_pixels, halo=16)
+        h8 = self.enc8[-1](h8)
         h16 = self.enc16(h8)
         return {"bottom": h8, "middle": h16, "top": self.enc32(h16)}
 
@@ -147,7 +159,10 @@ class HierarchicalVQVAE(nn.Module):
     def _decode(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
         y = self.dec_top(q["top"])
         y = self.dec_middle(torch.cat([y, q["middle"]], 1))
-        y = self.dec_bottom(torch.cat([y, q["bottom"]], 1))
+        y = self.dec_bottom[:-DECODER_TAIL](torch.cat([y, q["bottom"]], 1))
+        # Three 4x4 stride-2 transposed convolutions reach under 2 input positions sideways.
+        tail, tile = self.dec_bottom[-DECODER_TAIL:], self.tile_pixels // 8
+        y = tiled(tail, y, scale=8, tile=tile, halo=2)
         return (y + 1) / 2
 
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
