@@ -112,3 +112,15 @@ def test_softmax_table_and_schedule():
                     assert (y + dy) * 6 + x + dx in done
         done.update(positions.tolist())
     assert done == set(range(24))
+
+
+def test_conditioning_in_bands_equals_the_whole_map(wide_prior_codec, dog, monkeypatch):
+    import hvqcodec.integer_prior as integer_prior
+
+    codes = encoded_levels(wide_prior_codec, dog)
+    level = wide_prior_codec.model.coder.levels["bottom"]
+    upper = HierarchicalPrior.upper_of("bottom", codes)
+    whole = level.conditioning(upper, codes["bottom"].shape)
+    monkeypatch.setattr(integer_prior, "BAND_POSITIONS", 16)
+    banded = level.conditioning(upper, codes["bottom"].shape)
+    assert torch.equal(banded, whole)
