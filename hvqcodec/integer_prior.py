@@ -187,8 +187,8 @@ class FixedLevelPrior:
             lo, hi = max(0, y0 - halo), min(height, y1 + halo)
             feats = []
             for emb, codes, s in zip(self.upper_embeds, upper, self.upper_scales):
-                rows = torch.from_numpy(np.asarray(codes)[lo // s : (hi + s - 1) // s])
-                f = emb[rows].permute(2, 0, 1).repeat_interleave(s, 1).repeat_interleave(s, 2)
+                part = torch.from_numpy(np.asarray(codes)[lo // s : (hi + s - 1) // s])
+                f = emb[part].permute(2, 0, 1).repeat_interleave(s, 1).repeat_interleave(s, 2)
                 feats.append(f[:, lo - (lo // s) * s :][:, : hi - lo])
             x = self.cond_in(torch.cat(feats, 0))
             for block in self.cond_blocks:
