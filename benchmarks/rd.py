@@ -20,8 +20,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from benchmarks.codecs import BenchCodec, all_codecs
-from benchmarks.kodak import msssim
 from hvqcodec import Codec
+from hvqcodec.evaluate import msssim
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 

@@ -10,6 +10,8 @@ import json
 import re
 from pathlib import Path
 
+from hvqcodec.train import card_markdown
+
 TARGETS = {"bpp": ("<=", 0.12), "psnr": (">=", 25.0), "ms_ssim": (">=", 0.89)}
 
 
@@ -130,30 +132,11 @@ def speed_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def card_table(card: dict) -> str:
-    cfg = card["config"]
-    return "\n".join([
-        f"- Command: `{card['command']}`",
-        f"- Data: `{card['data']}`, {card['images']} photos (BSDS500, Sun-Hays 80, Unsplash; "
-        f"see its SOURCES.txt); random {cfg['crop']}x{cfg['crop']} crops for the autoencoder, "
-        "aligned code-map crops for the priors. No Kodak image was used.",
-        f"- Steps: {card['vq_steps']} autoencoder steps (batch {cfg['batch_size']}), "
-        f"{card['prior_steps']} prior steps (batch {cfg['prior_batch_size']}).",
-        f"- Time: {card['vq_train_seconds'] / 60:.0f} min autoencoder + "
-        f"{card['prior_train_seconds'] / 60:.0f} min priors of optimisation steps "
-        f"(wall time {card.get('wall_minutes', 0):.0f} min in all, on a machine shared with "
-        "development work).",
-        f"- Hardware: {card['hardware']}; torch {card['torch']}.",
-        f"- End of training: PSNR {card['final_train_psnr_mean_last_10']:.2f} dB on training "
-        f"crops, prior rate {card['final_prior_bpp_mean_last_10']:.4f} bpp on training crops.",
-    ])  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/kodak"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
-    p.add_argument("--card", type=Path, default=Path("hvqcodec/weights/hvq-v1.card.json"))
+    p.add_argument("--card", type=Path, default=Path("docs/model-card-hvq-v1.json"))
     args = p.parse_args(argv)
     text = args.readme.read_text()
 
@@ -164,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         "kodak": (load(args.results / "hvq.json"), results_table),
         "rd": (load(args.results / "rd_summary.json"), rd_table),
         "speed": (load(args.results.parent / "speed.json"), speed_table),
-        "model-card": (load(args.card), card_table),
+        "model-card": (load(args.card), lambda card: card_markdown(card, level=0)),
     }
     for name, (data, render) in blocks.items():
         if data is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hvqcodec.train import cpu_model
+from hvqcodec.evaluate import cpu_model
 
 SIZES = {
     "512x512": (512, 512),

@@ -8,13 +8,34 @@
 - Dead codes: k-means initialisation on the first batch and restarting rarely used codes from
   encoder outputs of the current batch (Dhariwal et al., "Jukebox", 2020; Lancucki et al.,
   "Robust Training of Vector Quantized Bottleneck Models", IJCNN 2020).
+- Distributed training: the EMA statistics are all-reduced and the k-means initialisation and
+  restarted codes come from rank 0, so every rank holds the same codebook.
 """
 
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum of `t` over all ranks (t itself when not distributed)."""
+    if _distributed():
+        dist.all_reduce(t)
+    return t
+
+
+def from_rank0(t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's `t` on every rank."""
+    if _distributed():
+        dist.broadcast(t, 0)
+    return t
 
 
 @dataclass
@@ -87,21 +108,23 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
         if not bool(self.initialized):
-            self.codebook.copy_(kmeans(flat, self.num_codes))
+            self.codebook.copy_(from_rank0(kmeans(flat, self.num_codes)))
             self.embed_sum.copy_(self.codebook)
             self.cluster_size.fill_(1.0)
             self.initialized.fill_(True)
             return
         onehot = F.one_hot(indices, self.num_codes).to(flat.dtype)
-        self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.embed_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+        counts, sums = all_reduce_sum(onehot.sum(0)), all_reduce_sum(onehot.t() @ flat)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
         self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
         dead = self.cluster_size < self.dead_threshold
         n_dead = int(dead.sum())
         if n_dead:
-            fresh = flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)]
+            pick = torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)
+            fresh = from_rank0(flat[pick].contiguous())
             self.codebook[dead] = fresh
             self.embed_sum[dead] = fresh
             self.cluster_size[dead] = 1.0
