@@ -188,6 +188,31 @@ def visual_comparison(
     sheet.save(out / "visual_comparison.png")
 
 
+def reference_agreement(curve: dict[str, list[dict]]) -> dict[str, dict | str]:
+    """Our JPEG and WebP against CompressAI's published points: PSNR difference (ours minus
+    theirs, dB) at their bit rates inside our measured range, by linear interpolation."""
+    reference = json.loads(REFERENCE.read_text())["codecs"]
+    out: dict[str, dict | str] = {}
+    for ours in ("JPEG", "WebP"):
+        ref = reference.get(f"{ours} (CompressAI)")
+        if ref is None or ours not in curve:
+            continue
+        pts = sorted(curve[ours], key=lambda p: p["bpp"])
+        bpp = np.array([p["bpp"] for p in pts])
+        inside = [(b, q) for b, q in zip(ref["bpp"], ref["psnr"]) if bpp[0] <= b <= bpp[-1]]
+        if not inside:
+            out[ours] = "no overlap"
+            continue
+        diff = [float(np.interp(b, bpp, [p["psnr"] for p in pts])) - q for b, q in inside]
+        out[ours] = {
+            "points": len(diff),
+            "bpp_range": [inside[0][0], inside[-1][0]],
+            "mean_diff_db": float(np.mean(diff)),
+            "max_abs_diff_db": float(np.max(np.abs(diff))),
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--images", required=True, type=Path)
@@ -215,7 +240,12 @@ def main(argv: list[str] | None = None) -> None:
         for name, points in curve.items()
         if name != OURS
     }
-    summary = {"images": len(images), "curves": curve, "bd_rate_vs": bd}
+    summary = {
+        "images": len(images),
+        "curves": curve,
+        "bd_rate_vs": bd,
+        "reference_agreement": reference_agreement(curve),
+    }
     (args.out / "rd_summary.json").write_text(json.dumps(summary, indent=1))
     plot(curve, args.out)
     visual = args.images / args.visual

@@ -94,6 +94,25 @@ def rd_table(summary: dict) -> str:
         lo, hi = points[0]["bpp"], points[-1]["bpp"]
         cells = ("(ours)", "(ours)") if bd is None else (fmt(bd["psnr"]), fmt(bd["ms_ssim"]))
         lines.append(f"| {name} | {len(points)} | {lo:.3f} to {hi:.3f} | {cells[0]} | {cells[1]} |")
+    agreement = summary.get("reference_agreement", {})
+    if agreement:
+        lines += [
+            "",
+            "Our JPEG and WebP against CompressAI's published points (PSNR, ours minus theirs, "
+            "at their bit rates inside our range):",
+            "",
+            "| codec | points | bpp range | mean difference (dB) | largest difference (dB) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, a in agreement.items():
+            if isinstance(a, str):
+                lines.append(f"| {name} | 0 | {a} | | |")
+                continue
+            lo, hi = a["bpp_range"]
+            lines.append(
+                f"| {name} | {a['points']} | {lo:.3f} to {hi:.3f} | {a['mean_diff_db']:+.2f} "
+                f"| {a['max_abs_diff_db']:.2f} |"
+            )
     lines += [
         "",
         "hvqcodec's points:",

@@ -23,6 +23,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
     summary = json.loads((out / "rd_summary.json").read_text())
     assert {"hvqcodec", "JPEG", "WebP", "AVIF", "JPEG 2000"} <= set(summary["curves"])
     assert len(summary["curves"]["JPEG"]) == 2
+    assert set(summary["reference_agreement"]) == {"JPEG", "WebP"}
     for name in ("rd_psnr.png", "rd_msssim.png", "visual_comparison.png", "rd.csv"):
         assert (out / name).stat().st_size > 0
     rows = [json.loads(line) for line in (out / "rd.jsonl").open()]
