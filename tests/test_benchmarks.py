@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from benchmarks import kodak, rd
+from benchmarks import kodak, rd, readme
 from hvqcodec.models import save_weights
 from tests.conftest import IMAGES
 
@@ -35,3 +35,19 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
     kodak.main(args)
     result = json.loads((out / "hvq.json").read_text())
     assert result["mean"]["all_codes_exact"] is True
+
+    # The README generator fills its blocks from these result files.
+    text = tmp_path / "README.md"
+    blocks = ("kodak", "rd", "model-card")
+    text.write_text("".join(f"<!-- BEGIN {b} -->\n<!-- END {b} -->\n" for b in blocks))
+    card = tmp_path / "card.json"
+    train_card = {"command": "c", "data": "d", "images": 1, "config": {"crop": 64,
+        "batch_size": 2, "prior_batch_size": 2}, "vq_steps": 3, "prior_steps": 2,
+        "vq_train_seconds": 60, "prior_train_seconds": 60, "hardware": "h", "torch": "t",
+        "final_train_psnr_mean_last_10": 20.0, "final_prior_bpp_mean_last_10": 0.1,
+        "evaluation": {"folder": "f", **result}}  # fmt: skip
+    card.write_text(json.dumps(train_card))
+    readme.main(["--results", str(out), "--readme", str(text), "--card", str(card)])
+    filled = text.read_text()
+    assert "| JPEG |" in filled and "Our JPEG and WebP" in filled
+    assert "### Evaluation on `f`" in filled and "| dog.png |" in filled
