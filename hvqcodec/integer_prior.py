@@ -13,8 +13,8 @@ evaluates the trained float priors (`hvqcodec.priors`) through an integer versio
   integer of magnitude at most `fan_in * WEIGHT_MAX * ACT_MAX + |b_int| < 2**53`
   (`check_bounds` verifies this when a model is built), so float64 represents every partial sum
   exactly: the result is the same whatever order, blocking or threading BLAS uses. Layers are
-  computed as an explicit gather (im2col) and one matrix product, so no convolution algorithm
-  that rounds (Winograd, FFT) is ever involved.
+  computed as matrix products (a 3x3 convolution as nine of them), so no convolution
+  algorithm that rounds (Winograd, FFT) is ever involved.
 - Requantizing divides by a power of two and rounds half up: exact in float64.
 - Logits are integers at scale `2**LOGIT_BITS`. The softmax uses a table of
   `round(2**EXP_BITS * exp(-d / 2**LOGIT_BITS))` computed with `decimal` (correctly rounded on
@@ -119,19 +119,33 @@ class IntegerLinear:
 
 
 class IntegerConv3x3:
-    """A 3x3, padding 1 convolution as an explicit im2col and one exact matrix product."""
+    """A 3x3, padding 1 convolution on channels-last integer maps, as nine exact matrix products.
+
+    The input is zero-padded and flattened to rows of channels; with a padded row length of
+    W + 2, the input of tap (ky, kx) for every output is one contiguous slice of those rows,
+    offset by ky * (W + 2) + kx. No im2col buffer is built; the two extra outputs per row that
+    this computes are cropped.
+    """
 
     def __init__(self, conv: torch.nn.Conv2d):
         if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1):
             raise ValueError("IntegerConv3x3 needs a 3x3 convolution with padding 1")
-        # unfold orders features channel-major then kernel position, as Conv2d's weight does.
+        # Rows of weight_t are (input channel, tap) pairs, channel-major as Conv2d stores them.
         self.linear = IntegerLinear(conv.weight, conv.bias)
+        self.taps = [self.linear.weight_t[k::9].contiguous() for k in range(9)]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (C, H, W) -> (C_out, H, W), clamped."""
-        _, h, w = x.shape
-        cols = F.unfold(x[None], 3, padding=1)[0].t()
-        return clamp_act(self.linear(cols)).t().reshape(-1, h, w)
+        """x (H, W, C) -> (H, W, C_out), clamped."""
+        h, w, c = x.shape
+        wp = w + 2
+        flat = F.pad(x, (0, 0, 1, 1, 1, 2)).reshape(-1, c)  # one spare row for the last taps
+        n = h * wp
+        acc = self.linear.bias.expand(n, -1).clone()
+        for k, tap in enumerate(self.taps):
+            ky, kx = divmod(k, 3)
+            acc.addmm_(flat[ky * wp + kx : ky * wp + kx + n], tap)
+        out = requantize(acc, self.linear.out_shift).reshape(h, wp, -1)[:, :w]
+        return clamp_act(out)
 
 
 class IntegerResBlock:
@@ -144,8 +158,8 @@ class IntegerResBlock:
         return clamp_act(x + self.conv2(self.conv1(x.clamp(min=0)).clamp_(min=0)))
 
 
-# Positions of a level's map whose conditioning is computed at once: bounds the im2col buffer
-# of the 3x3 convolutions (positions * 9 * channels float64 values) on very large images. A
+# Positions of a level's map whose conditioning is computed at once: bounds the activations of
+# the 3x3 convolutions (a few float64 maps of this many positions) on very large images. A
 # Kodak image fits one band; larger maps go in bands of rows, each with the halo of rows its
 # convolutions reach, so every band's output equals the whole-map computation exactly.
 BAND_POSITIONS = 2**15
@@ -188,13 +202,13 @@ class FixedLevelPrior:
             feats = []
             for emb, codes, s in zip(self.upper_embeds, upper, self.upper_scales):
                 part = torch.from_numpy(np.asarray(codes)[lo // s : (hi + s - 1) // s])
-                f = emb[part].permute(2, 0, 1).repeat_interleave(s, 1).repeat_interleave(s, 2)
-                feats.append(f[:, lo - (lo // s) * s :][:, : hi - lo])
-            x = self.cond_in(torch.cat(feats, 0))
+                f = emb[part].repeat_interleave(s, 0).repeat_interleave(s, 1)
+                feats.append(f[lo - (lo // s) * s :][: hi - lo])
+            x = self.cond_in(torch.cat(feats, 2))
             for block in self.cond_blocks:
                 x = block(x)
             # Clamped to 2**24, so float32 holds these integers exactly in half the memory.
-            out.append(x[:, y0 - lo : y1 - lo].reshape(x.shape[0], -1).t().float())
+            out.append(x[y0 - lo : y1 - lo].reshape(-1, x.shape[2]).float())
         return torch.cat(out)
 
     def tables(self, context: torch.Tensor, cond: torch.Tensor) -> np.ndarray:

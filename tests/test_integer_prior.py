@@ -124,3 +124,18 @@ def test_conditioning_in_bands_equals_the_whole_map(wide_prior_codec, dog, monke
     monkeypatch.setattr(integer_prior, "BAND_POSITIONS", 16)
     banded = level.conditioning(upper, codes["bottom"].shape)
     assert torch.equal(banded, whole)
+
+
+def test_integer_conditioning_tracks_the_float_network(wide_prior_codec, dog):
+    from hvqcodec.integer_prior import ACT_BITS
+
+    codes = encoded_levels(wide_prior_codec, dog)
+    upper = HierarchicalPrior.upper_of("bottom", codes)
+    exact = wide_prior_codec.model.coder.levels["bottom"].conditioning(upper, codes["bottom"].shape)
+    with torch.no_grad():
+        maps = [torch.from_numpy(c)[None] for c in upper]
+        float_level = wide_prior_codec.model.prior.levels["bottom"]
+        ref = float_level.conditioning(maps, codes["bottom"].shape)
+    ref = ref.reshape(exact.shape).double()
+    err = (exact.double() / 2**ACT_BITS - ref).abs().max()
+    assert err < 1e-3 * ref.abs().max(), float(err)
