@@ -110,8 +110,9 @@ class IntegerLinear:
         self.fan_in = w.shape[1]
 
     def bound(self) -> float:
-        """Largest magnitude any partial sum can reach."""
-        return self.fan_in * WEIGHT_MAX * ACT_MAX + float(self.bias.abs().max())
+        """Largest magnitude any partial sum, or the rounding offset added to it, can reach."""
+        rounding = 2.0 ** (self.out_shift - 1)
+        return self.fan_in * WEIGHT_MAX * ACT_MAX + float(self.bias.abs().max()) + rounding
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (n, fan_in) integer-valued float64 -> (n, out), requantized (not clamped)."""

@@ -87,10 +87,10 @@ def read_config_file(path: str | Path) -> dict:
     return values
 
 
-def make_config(file_values: dict, overrides: dict) -> TrainConfig:
-    """Defaults, then the config file, then command-line overrides."""
+def make_config(file_values: dict, overrides: dict, saved: dict | None = None) -> TrainConfig:
+    """Defaults, then a resumed run's own saved config, then the config file, then flags."""
     cfg = TrainConfig()
-    for values in (file_values, overrides):
+    for values in (saved or {}, file_values, overrides):
         for k, v in values.items():
             if k in ("model", "prior"):
                 setattr(cfg, k, {**getattr(cfg, k), **v})
@@ -137,9 +137,13 @@ class Cluster:
         """Rank 0's decision, on every rank (e.g. whether a checkpoint is due by its clock)."""
         return bool(self.gather(flag)[0])
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
+        """Leave the job. On success wait for every rank first, so that no rank tears down its
+        connections while another still uses them; after a failure (other ranks may be inside
+        a different collective) leave at once."""
         if self.world > 1 and dist.is_initialized():
-            dist.barrier()  # no rank tears down its connections while another still uses them
+            if not failed:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -371,7 +375,7 @@ class Run:
             if self.cluster.agree(due) or self.step == total or self.stop_after == 0:
                 self.save()
                 last_save = time.time()
-            if self.stop_after == 0:
+            if self.stop_after == 0 and not (self.phase == "priors" and self.step == total):
                 raise Stopped
 
     def train_vqvae(self, images) -> None:
@@ -610,6 +614,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="hvq-custom", help="model name stored in the weights file")
     p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
     args = p.parse_args(argv)
+    if args.stop_after is not None and args.stop_after < 1:
+        p.error("--stop-after must be at least 1")
     overrides = {
         f.name: getattr(args, f.name)
         for f in fields(TrainConfig)
@@ -619,7 +625,13 @@ def main(argv: list[str] | None = None) -> None:
         overrides["model"] = json.loads(args.model_json)
     if args.prior_json:
         overrides["prior"] = json.loads(args.prior_json)
-    cfg = make_config(read_config_file(args.config) if args.config else {}, overrides)
+    file_values = read_config_file(args.config) if args.config else {}
+    cfg = make_config(file_values, overrides)
+    checkpoint = Path(cfg.out) / "checkpoint.pt"
+    if checkpoint.exists():  # a resumed run keeps its settings unless told otherwise
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+        known = {f.name for f in fields(TrainConfig)}
+        cfg = make_config(file_values, overrides, {k: v for k, v in saved.items() if k in known})
     if not cfg.data:
         p.error("no data folder: set `data` in the config file or pass --data")
     if cfg.threads:
@@ -639,10 +651,14 @@ def main(argv: list[str] | None = None) -> None:
             }
             with open(run.out / "invocations.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
-        if run.run():
-            run.finish(args.name, args.export, command)
-    finally:
-        cluster.close()
+        finished = run.run()
+    except BaseException:
+        cluster.close(failed=True)
+        raise
+    # Rank 0 exports and evaluates alone, with no collective left open for others to wait on.
+    cluster.close()
+    if finished:
+        run.finish(args.name, args.export, command)
 
 
 if __name__ == "__main__":
