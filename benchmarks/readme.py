@@ -40,12 +40,18 @@ def results_table(r: dict) -> str:
         f"{'yes' if m['all_codes_exact'] else '**no**'} |",
         f"| stream size over cross-entropy | {100 * m['stream_overhead']:+.3f}% | <= 1% | "
         f"{_met(m['stream_overhead'], '<=', 0.01)} |",
+        f"| integer-exact prior against the float prior (ideal bits) | "
+        f"{100 * m['integer_prior_cost']:+.3f}% | <= 1% | "
+        f"{_met(m['integer_prior_cost'], '<=', 0.01)} |",
+        f"| files against the float prior's cross-entropy | "
+        f"{100 * m['file_bits_vs_float_prior']:+.3f}% | | |",
         f"| fixed-length cost of the same codes (bpp) | {m['fixed_length_bpp']:.4f} | | |",
         f"| saving of the priors over fixed-length codes | "
         f"{100 * (1 - m['bpp'] / m['fixed_length_bpp']):.1f}% | >= 20% | "
         f"{_met(1 - m['bpp'] / m['fixed_length_bpp'], '>=', 0.20)} |",
         f"| median encode / decode time (s) | {m['median_encode_s']:.2f} / "
-        f"{m['median_decode_s']:.2f} | | |",
+        f"{m['median_decode_s']:.2f} | <= 1.0 / <= 1.0 | "
+        f"{_met(max(m['median_encode_s'], m['median_decode_s']), '<=', 1.0)} |",
         "",
         "Bits per code by level: "
         + ", ".join(f"{k} {v:.2f}" for k, v in m["bits_per_level"].items())

@@ -50,4 +50,5 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
     readme.main(["--results", str(out), "--readme", str(text), "--card", str(card)])
     filled = text.read_text()
     assert "| JPEG |" in filled and "Our JPEG and WebP" in filled
+    assert "integer-exact prior against the float prior" in filled
     assert "### Evaluation on `f`" in filled and "| dog.png |" in filled
