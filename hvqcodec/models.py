@@ -26,7 +26,7 @@ from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
 WEIGHTS_FORMAT = "hvqcodec-weights/1"
 # Models shipped inside the package: name -> (file in hvqcodec/weights, model id). Entries are
 # never removed, so files written by any release keep decoding.
-SHIPPED: dict[str, tuple[str, int]] = {"hvq-v1": ("hvq-v1.pt", 0x7b730e24)}
+SHIPPED: dict[str, tuple[str, int]] = {"hvq-v1": ("hvq-v1.pt", 0x7B730E24)}
 DEFAULT_MODEL = "hvq-v1"
 
 
