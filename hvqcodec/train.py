@@ -621,11 +621,14 @@ def main(argv: list[str] | None = None) -> None:
         for f in fields(TrainConfig)
         if f.name not in ("model", "prior") and getattr(args, f.name) is not None
     }
-    if args.model_json:
-        overrides["model"] = json.loads(args.model_json)
-    if args.prior_json:
-        overrides["prior"] = json.loads(args.prior_json)
-    file_values = read_config_file(args.config) if args.config else {}
+    try:
+        if args.model_json:
+            overrides["model"] = json.loads(args.model_json)
+        if args.prior_json:
+            overrides["prior"] = json.loads(args.prior_json)
+        file_values = read_config_file(args.config) if args.config else {}
+    except (OSError, ValueError) as e:  # tomllib and json errors are ValueErrors
+        p.error(f"cannot read the settings: {e}")
     cfg = make_config(file_values, overrides)
     checkpoint = Path(cfg.out) / "checkpoint.pt"
     if checkpoint.exists():  # a resumed run keeps its settings unless told otherwise
@@ -640,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run = Run(cfg, cluster)
         run.stop_after = args.stop_after
-        command = shlex.join(["python -m hvqcodec.train", *argv])
+        command = "python -m hvqcodec.train " + shlex.join(argv)
         if cluster.main:
             entry = {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

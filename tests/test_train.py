@@ -95,10 +95,14 @@ def test_config_file_with_overrides_logged(tmp_path, data):
     (entry,) = [json.loads(x) for x in open(tmp_path / "run" / "invocations.jsonl")]
     assert entry["overrides"] == {"prior_steps": 2, "threads": 1}
     assert entry["config_file"] == str(config)
+    assert entry["command"].startswith("python -m hvqcodec.train --config ")
+    bad = tmp_path / "bad.json"
+    for text in ('{"vq_stpes": 3}', "{not json"):
+        bad.write_text(text)
+        with pytest.raises(SystemExit):
+            train_main(["--config", str(bad)])
     with pytest.raises(SystemExit):
-        bad = tmp_path / "bad.json"
-        bad.write_text('{"vq_stpes": 3}')
-        train_main(["--config", str(bad)])
+        train_main(["--config", str(tmp_path / "missing.toml")])
 
 
 def test_two_gloo_ranks_end_with_identical_weights_and_codebooks(tmp_path, data):
