@@ -96,7 +96,8 @@ def integer_activation(x: torch.Tensor) -> torch.Tensor:
 
 
 class IntegerLinear:
-    """y = W x + b on integer activations; W has shape (out, fan_in) (convolutions unfolded)."""
+    """y = W x + b on integer activations; W has shape (out, fan_in) (a convolution's weight
+    flattened, whose taps `IntegerConv3x3` takes from it)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, out_bits: int = ACT_BITS):
         w = weight.detach().double().reshape(weight.shape[0], -1)

@@ -39,6 +39,13 @@ class Model:
     coder: FixedPrior  # its integer-exact twin, which computes the probabilities for coding
 
 
+def hash_state(h, state: dict[str, torch.Tensor]) -> None:
+    """Feed every key and tensor of a state dict, in key order, to a hashlib object."""
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+
+
 def fingerprint(weights: dict) -> int:
     """SHA-256 over the configs and every tensor, in key order; the first 4 bytes."""
     h = hashlib.sha256()
@@ -46,9 +53,7 @@ def fingerprint(weights: dict) -> int:
         json.dumps([weights["vqvae_config"], weights["prior_config"]], sort_keys=True).encode()
     )
     for part in ("vqvae", "prior"):
-        for key in sorted(weights[part]):
-            h.update(key.encode())
-            h.update(weights[part][key].contiguous().numpy().tobytes())
+        hash_state(h, weights[part])
     return int.from_bytes(h.digest()[:4], "big")
 
 

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from hvqcodec.metrics import psnr_from_mse
-from hvqcodec.models import build_model, pack_weights
+from hvqcodec.models import build_model, hash_state, pack_weights
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
 from hvqcodec.vqvae import LEVELS, HierarchicalVQVAE, VQVAEConfig, pad_to_stride
 
@@ -218,9 +218,7 @@ def state_digest(*modules: torch.nn.Module) -> str:
     """SHA-256 of every parameter and buffer: equal on two ranks only if bit-identical."""
     h = hashlib.sha256()
     for m in modules:
-        for k, v in sorted(m.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        hash_state(h, m.state_dict())
     return h.hexdigest()
 
 
@@ -240,9 +238,10 @@ class Run:
         self.stop_after: int | None = None
         # The architecture of a run is fixed by its first checkpoint, and an autoencoder
         # reused from another run brings its own config.
+        ck = None
         if self.ckpt_path.exists():
-            saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)["config"]
-            cfg.model, cfg.prior = saved["model"], saved["prior"]
+            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+            cfg.model, cfg.prior = ck["config"]["model"], ck["config"]["prior"]
         elif cfg.vqvae_from:
             saved = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)["config"]
             cfg.model = saved["model"]
@@ -255,8 +254,8 @@ class Run:
         self.phase, self.step, self.elapsed = "vqvae", 0, 0.0
         self.opt = torch.optim.Adam(self.vqvae.parameters(), lr=cfg.lr)
         self.sampler_state: dict | None = None
-        if self.ckpt_path.exists():
-            self._resume()
+        if ck is not None:
+            self._resume(ck)
         elif cfg.vqvae_from:
             # Reuse a trained autoencoder and train only priors (e.g. to compare prior designs).
             ck = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)
@@ -268,8 +267,7 @@ class Run:
         self.opt = torch.optim.Adam(self.prior.parameters(), lr=self.cfg.prior_lr)
         self.sampler_state = None
 
-    def _resume(self) -> None:
-        ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+    def _resume(self, ck: dict) -> None:
         self.vqvae.load_state_dict(ck["vqvae"])
         self.prior.load_state_dict(ck["prior"])
         self.phase, self.step, self.elapsed = ck["phase"], ck["step"], ck["elapsed"]

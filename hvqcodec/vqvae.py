@@ -120,7 +120,8 @@ class HierarchicalVQVAE(nn.Module):
     # optimised) before the next level's latent is computed from them.
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images in [0, 1], sides a multiple of 32 -> trunk features of each level."""
-        # The three strided convolutions reach 16 input pixels past their own 8x8 block.
+        # The three strided convolutions reach 7 input pixels past their own 8x8 block; a halo
+        # of 16 covers that and keeps every tile on the stride-8 grid.
         head = self.enc8[:-1]
         h8 = tiled(lambda t: head(t * 2 - 1), x, scale=1 / 8, tile=self.tile_pixels, halo=16)
         h8 = self.enc8[-1](h8)
