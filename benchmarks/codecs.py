@@ -13,7 +13,6 @@ import numpy as np
 from PIL import Image
 
 from hvqcodec import Codec
-from hvqcodec.codec import QUALITIES
 
 
 @dataclass
@@ -22,6 +21,7 @@ class BenchCodec:
     settings: list
     encode: Callable[[np.ndarray, object], bytes]
     decode: Callable[[bytes], np.ndarray]
+    version: str = ""  # results of another version are stale (hvqcodec: the model id)
 
 
 def pillow_codec(name: str, fmt: str, settings: list, options: Callable[[object], dict]):
@@ -40,9 +40,10 @@ def pillow_codec(name: str, fmt: str, settings: list, options: Callable[[object]
 def hvq_codec(codec: Codec) -> BenchCodec:
     return BenchCodec(
         "hvqcodec",
-        list(QUALITIES),
+        list(codec.qualities),
         lambda rgb, q: codec.encode(rgb, quality=q),
         lambda data: np.asarray(codec.decode(data)),
+        version=f"{codec.model.model_id:08x}",
     )
 
 

@@ -45,7 +45,16 @@ def measure(codec: BenchCodec, rgb: np.ndarray, setting) -> dict:
 
 
 def run(images: list[Path], codecs: dict[str, BenchCodec], log: Path) -> list[dict]:
+    """Measure every (image, codec, setting) not yet in the log, appending to it as it goes.
+    Rows of another version of a codec (hvqcodec with other weights) are dropped."""
     rows = [json.loads(line) for line in log.open()] if log.exists() else []
+    current = [
+        r for r in rows
+        if r["codec"] not in codecs or r.get("version", "") == codecs[r["codec"]].version
+    ]  # fmt: skip
+    if len(current) < len(rows):
+        rows = current
+        log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = {(r["codec"], str(r["setting"]), r["image"]) for r in rows}
     jobs = [
         (c, s, p)
@@ -61,6 +70,8 @@ def run(images: list[Path], codecs: dict[str, BenchCodec], log: Path) -> list[di
                 cache.clear()
                 cache[path] = np.asarray(Image.open(path).convert("RGB"))
             row = {"codec": codec.name, "setting": setting, "image": path.name}
+            if codec.version:
+                row["version"] = codec.version
             row.update(measure(codec, cache[path], setting))
             f.write(json.dumps(row) + "\n")
             f.flush()

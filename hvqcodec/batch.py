@@ -18,10 +18,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from hvqcodec.codec import Codec, model_label
-from hvqcodec.container import unpack
+from hvqcodec.codec import PREVIEW_STREAMS, Codec, model_label
+from hvqcodec.container import read_prefix, unpack
 from hvqcodec.errors import HvqError
-from hvqcodec.vqvae import LEVELS
 
 
 class Failure(Exception):
@@ -37,6 +36,7 @@ class Job:
     quality: int | None = None
     strip: bool = False
     verbose: bool = False
+    preview: bool = False  # decompress the top and middle streams only
 
 
 @dataclass
@@ -85,11 +85,15 @@ def atomic_output(path: Path, force: bool) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def read_file(src: Path) -> bytes:
+def read_file(src: Path, preview: bool = False) -> bytes:
+    """The file's bytes; for a preview only the header and the streams it decodes."""
     if src.is_dir():
         raise Failure(f"{src}: is a directory")
     try:
-        return src.read_bytes()
+        if not preview:
+            return src.read_bytes()
+        with open(src, "rb") as f:
+            return read_prefix(f, PREVIEW_STREAMS)
     except FileNotFoundError:
         raise Failure(f"{src}: no such file") from None
     except PermissionError:
@@ -123,8 +127,8 @@ def _compress(codec: Codec, job: Job) -> Outcome:
 def _decompress(codec: Codec, job: Job) -> Outcome:
     fmt = image_format_for(job.dst)
     check_output(job.dst, job.force)
-    data = read_file(job.src)
-    image = codec.decode(data)
+    data = read_file(job.src, job.preview)
+    image = codec.decode(data, preview=job.preview)
     with atomic_output(job.dst, job.force) as tmp:
         # Metadata carried in the file goes into the output, where its format holds it.
         meta = {k: image.info[k] for k in ("icc_profile", "exif") if k in image.info}
@@ -154,7 +158,7 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
     if job.verbose and codec is not None:
         stats = codec.decode_detailed(data).stats
         lines.append(f"  {'level':<8}{'symbols':>9}{'bits':>10}{'ideal bits':>12}{'overhead':>10}")
-        for name in [*LEVELS, "total"]:
+        for name in [*stats, "total"]:
             if name == "total":
                 bits = sum(s.bits for s in stats.values())
                 ideal = sum(s.ideal_bits for s in stats.values())

@@ -16,13 +16,18 @@ from PIL import Image
 
 from hvqcodec import __version__
 from hvqcodec.batch import Failure, Job, atomic_output, run_jobs, summary
-from hvqcodec.codec import DEFAULT_QUALITY, QUALITIES, Codec
+from hvqcodec.codec import Codec
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import open_image
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
+
+
+def quality_help(name: str = DEFAULT_MODEL) -> str:
+    entry = SHIPPED[name]
+    return f"1..{len(entry.qualities)} for {name}, default {entry.default_quality}"
 
 
 def fail(msg: str) -> None:
@@ -117,8 +122,8 @@ def output_option(help: str):
 @inputs_argument
 @output_option("Output file, or directory for several inputs. Default: beside the input.")
 @click.option(
-    "-q", "--quality", type=click.IntRange(min(QUALITIES), max(QUALITIES)),
-    default=DEFAULT_QUALITY, show_default=True, help="Quality; higher is better.",
+    "-q", "--quality", type=click.IntRange(min=1), metavar="Q",
+    help=f"Quality, higher is better: {quality_help()}.",
 )  # fmt: skip
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
 @force_option
@@ -142,11 +147,18 @@ def compress(inputs, output, quality, strip, force, jobs, verbose, model) -> Non
 @jobs_option
 @verbose_option
 @model_option
-def decompress(inputs, output, force, jobs, verbose, model) -> None:
+@click.option(
+    "--preview", is_flag=True,
+    help="Fast coarse image from the top and middle levels alone; reads only their streams.",
+)  # fmt: skip
+def decompress(inputs, output, force, jobs, verbose, model, preview) -> None:
     """Decompress .hvq files (or directories of them) to PNG, or the format of -o's extension."""
     srcs = expand(inputs, is_hvq, ".hvq files")
     many = len(srcs) > 1
-    work = [Job("decompress", s, output_for(s, output, ".png", many), force) for s in srcs]
+    work = [
+        Job("decompress", s, output_for(s, output, ".png", many), force, preview=preview)
+        for s in srcs
+    ]
     run("decompress", work, model, jobs, verbose)
 
 
@@ -165,10 +177,10 @@ def info(inputs, verbose, model) -> None:
 
 @main.command()
 def models() -> None:
-    """List the shipped models (name, id, file); the default is marked."""
-    for name, (filename, model_id) in SHIPPED.items():
+    """List the shipped models (name, id, file, qualities); the default is marked."""
+    for name, entry in SHIPPED.items():
         default = "  (default)" if name == DEFAULT_MODEL else ""
-        click.echo(f"{name}  {model_id:08x}  {filename}{default}")
+        click.echo(f"{name}  {entry.model_id:08x}  {entry.file}  {quality_help(name)}{default}")
 
 
 @main.command()

@@ -1,9 +1,14 @@
 """The codec: one image through the whole pipeline and back.
 
-    pixels --image_io--> (H, W, 3) uint8 --vqvae.encode--> code maps (top, middle, bottom)
-           --priors (wavefront)--> probability tables --range_coder--> streams --container--> .hvq
+    pixels --image_io--> (H, W, 3) uint8 --vqvae.encode--> code maps (top, middle, bottom
+           stages) --priors (wavefront)--> probability tables --range_coder--> streams
+           --container--> .hvq
 
 and the reverse for decoding. `Codec` loads a model once and can be reused.
+
+A quality is a number of bottom stages to code and a rate-distortion weight for choosing codes
+(`Model.qualities`); the decoder needs neither, only the streams the file holds, so any prefix
+of a file's streams decodes (`preview`).
 """
 
 import functools
@@ -19,18 +24,14 @@ from hvqcodec import container
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import ImageInput, load_rgb
 from hvqcodec.models import DEFAULT_MODEL, SHIPPED, Model, load_shipped, load_weights
-from hvqcodec.priors import HierarchicalPrior
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, LevelStats
 from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
 
-# The models here have one rate; issue-level quality scales come with multi-rate models.
 # Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
 # before anything is allocated, as Pillow does against decompression bombs.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-# Rate-distortion trade-off of the encoder's code choice at each quality (see LevelEncoder).
-QUALITY_LAMBDA = {1: 0.0}
-QUALITIES = tuple(QUALITY_LAMBDA)
-DEFAULT_QUALITY = 1
+# A preview decodes the top and middle streams only.
+PREVIEW_STREAMS = 2
 
 
 @dataclass
@@ -92,11 +93,19 @@ class Codec:
     def name(self) -> str:
         return self.model.name
 
+    @property
+    def qualities(self) -> tuple[int, ...]:
+        return tuple(range(1, len(self.model.qualities) + 1))
+
+    @property
+    def default_quality(self) -> int:
+        return self.model.default_quality
+
     def encode(self, image: ImageInput, quality: int | None = None) -> bytes:
         return self.encode_detailed(image, quality).data
 
-    def decode(self, data: bytes) -> Image.Image:
-        return self.decode_detailed(data).image
+    def decode(self, data: bytes, *, preview: bool = False) -> Image.Image:
+        return self.decode_detailed(data, preview=preview).image
 
     @torch.no_grad()
     def encode_detailed(
@@ -112,54 +121,66 @@ class Codec:
         `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
         `rd_lambda` overrides the quality's rate-distortion weight (for tuning experiments).
         """
-        quality = DEFAULT_QUALITY if quality is None else quality
-        if quality not in QUALITIES:
-            raise HvqError(f"quality {quality} not supported; choose one of {list(QUALITIES)}")
-        lam = QUALITY_LAMBDA[quality] if rd_lambda is None else rd_lambda
+        quality = self.default_quality if quality is None else quality
+        if quality not in self.qualities:
+            q = self.qualities
+            raise HvqError(f"quality {quality} not supported; {self.name} has {q[0]}..{q[-1]}")
+        stages, lam = self.model.qualities[quality - 1]
+        lam = lam if rd_lambda is None else rd_lambda
+        streams = self.model.vqvae.streams[: PREVIEW_STREAMS + stages]
         start = time.perf_counter()
         pixels = load_rgb(image)
         rgb = pixels.rgb
         io = time.perf_counter() - start
         in_priors = 0.0
         height, width = rgb.shape[:2]
-        shapes = code_shapes(height, width)
+        shapes = code_shapes(height, width, streams)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
         vqvae = self.model.vqvae
         feats = vqvae.features(pad_to_stride(x))
         codes: dict[str, np.ndarray] = {}
         quantized: dict[str, torch.Tensor] = {}
         coders = {}
-        # Level by level: each level's latent depends on the codes chosen above it.
-        for name in LEVELS:
+        # Stream by stream: each level's latent depends on the codes chosen above it, and each
+        # bottom stage codes what the stages before it left of the bottom latent.
+        target = previous = None
+        for name in streams:
+            if name in LEVELS:
+                target = vqvae.latent(name, feats, quantized)
+            else:
+                target = target - quantized[previous]
             quantizer = vqvae.quantizers[name]
-            distances = quantizer.map_distances(vqvae.latent(name, feats, quantized))
-            coders[name] = LevelEncoder(distances.numpy(), lam)
+            coders[name] = LevelEncoder(quantizer.map_distances(target).numpy(), lam)
             t = time.perf_counter()
             codes[name] = self._code_level(name, codes, shapes[name], coders[name])
             in_priors += time.perf_counter() - t
             quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
-        streams = [coders[name].finish() for name in LEVELS]
+            previous = name
+        payload = [coders[name].finish() for name in streams]
         chunks = {}
         if metadata:
             for key, kind in container.METADATA_CHUNKS.items():
                 if getattr(pixels, key):
                     chunks[kind] = getattr(pixels, key)
         data = container.pack(
-            container.HvqFile(width, height, self.model.model_id, quality, streams, chunks)
+            container.HvqFile(width, height, self.model.model_id, quality, payload, chunks)
         )
         stats = {n: c.stats for n, c in coders.items()}
         timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
         return Encoded(data, width, height, codes, stats, pixels.notes, timings)
 
     @torch.no_grad()
-    def decode_detailed(self, data: bytes) -> Decoded:
+    def decode_detailed(self, data: bytes, *, preview: bool = False) -> Decoded:
+        """Decode a file; `preview` decodes its top and middle streams only, from a prefix of
+        the file that holds them (a partial download will do; the CRC is then not checked)."""
         start = time.perf_counter()
-        header = container.unpack(bytes(data))
+        header = container.unpack(bytes(data), PREVIEW_STREAMS if preview else None)
         self._check_header(header)
-        shapes = code_shapes(header.height, header.width)
+        names = self.model.vqvae.streams[: len(header.streams)]
+        shapes = code_shapes(header.height, header.width, names)
         codes: dict[str, np.ndarray] = {}
         coders = {}
-        for name, stream in zip(LEVELS, header.streams):
+        for name, stream in zip(names, header.streams):
             coders[name] = LevelDecoder(stream)
             codes[name] = self._code_level(name, codes, shapes[name], coders[name])
         in_priors = time.perf_counter() - start
@@ -175,7 +196,7 @@ class Codec:
     def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
         """Run level `name`'s prior over its map, conditioned on the coarser code maps."""
         # Integer-exact: no thread pinning needed, any thread count gives the same tables.
-        maps = HierarchicalPrior.upper_of(name, upper)
+        maps = self.model.prior.upper_of(name, upper)
         return self.model.coder.levels[name].code(maps, shape, coder)
 
     def _check_header(self, header: container.HvqFile) -> None:
@@ -189,16 +210,18 @@ class Codec:
                 f"image size {header.width}x{header.height} exceeds the limit of {self.max_pixels} "
                 "pixels (a damaged file or a decompression bomb)"
             )
-        if header.quality not in QUALITIES:
-            raise HvqError(f"corrupt header: quality {header.quality} is not one of {QUALITIES}")
-        if len(header.streams) != len(LEVELS):
-            raise HvqError(f"corrupt header: {len(header.streams)} streams, expected {len(LEVELS)}")
+        most = len(self.model.vqvae.streams)
+        if not PREVIEW_STREAMS <= len(header.streams) <= most:
+            raise HvqError(
+                f"corrupt header: {len(header.streams)} streams, "
+                f"expected {PREVIEW_STREAMS} to {most}"
+            )
 
 
 def model_label(model_id: int) -> str:
     """A model id as a user reads it: the shipped model's name if it is one of ours."""
-    for name, (_, known_id) in SHIPPED.items():
-        if known_id == model_id:
+    for name, entry in SHIPPED.items():
+        if entry.model_id == model_id:
             return f"{name} ({model_id:08x})"
     return f"{model_id:08x}, which this version of hvqcodec does not ship"
 
@@ -213,6 +236,7 @@ def encode(image: ImageInput, quality: int | None = None) -> bytes:
     return default_codec().encode(image, quality)
 
 
-def decode(data: bytes) -> Image.Image:
-    """Decompress .hvq bytes to an RGB PIL image."""
-    return default_codec().decode(data)
+def decode(data: bytes, *, preview: bool = False) -> Image.Image:
+    """Decompress .hvq bytes to an RGB PIL image. `preview`: a fast coarse image from the top
+    and middle streams alone (a prefix of the file that holds them is enough)."""
+    return default_codec().decode(data, preview=preview)

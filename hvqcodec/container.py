@@ -5,12 +5,13 @@ Specified in docs/FORMAT.md.
 
 import zlib
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from hvqcodec.errors import HvqError
 
+_MAX_VARINT_BYTES = 5  # enough for any 32-bit value
 MAGIC = b"HVQ"
 VERSION = 1
-_MAX_VARINT_BYTES = 5  # enough for any 32-bit value
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
 METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
 
@@ -62,7 +63,7 @@ def pack(f: HvqFile) -> bytes:
     if f.width < 1 or f.height < 1:
         raise HvqError(f"cannot store an image of {f.width}x{f.height}")
     if not (0 <= f.quality <= 255 and len(f.streams) <= 255):
-        raise HvqError("quality and level count must each fit in a byte")
+        raise HvqError("quality and stream count must each fit in a byte")
     if any(len(kind) != 4 for kind in f.chunks):
         raise HvqError("chunk types are 4 bytes")
     body = b"".join(
@@ -81,39 +82,79 @@ def pack(f: HvqFile) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
-def unpack(data: bytes) -> HvqFile:
-    """Parse and check a .hvq file; every malformation raises HvqError."""
+def _header(r: _Reader) -> tuple[int, int, int, int, list[int]]:
+    """Model id, width, height, quality and stream lengths, from just after the version."""
+    model_id = int.from_bytes(r.take(4, "model id"), "big")
+    width, height = r.varint("width"), r.varint("height")
+    if width < 1 or height < 1:
+        raise HvqError(f"corrupt header: image size {width}x{height}")
+    quality, levels = r.take(2, "quality and level count")
+    return model_id, width, height, quality, [r.varint("stream length") for _ in range(levels)]
+
+
+def _check_start(data: bytes) -> None:
     if not data:
         raise HvqError("empty file")
     if data[:3] != MAGIC:
         if len(data) < 3 and MAGIC.startswith(data):
             raise HvqError("truncated file: ends inside the magic bytes")
         raise HvqError("not an .hvq file (bad magic bytes)")
-    r = _Reader(data)
-    r.take(3, "magic")
-    version = r.take(1, "version")[0]
+    version = _Reader(data[3:]).take(1, "version")[0]
     if version != VERSION:
         raise HvqError(f"unsupported .hvq format version {version} (this hvqcodec reads {VERSION})")
-    if len(data) < 4 + 4 + 4:
-        raise HvqError("truncated file: shorter than the smallest header")
-    body, crc = data[:-4], int.from_bytes(data[-4:], "big")
-    if zlib.crc32(body) != crc:
-        raise HvqError("corrupt file: CRC32 mismatch (the file is damaged or truncated)")
+
+
+def unpack(data: bytes, streams: int | None = None) -> HvqFile:
+    """Parse and check a .hvq file; every malformation raises HvqError.
+
+    `streams`: parse only the header and the first `streams` streams (a preview). `data` may
+    then be any prefix of the file that holds them, so the CRC, which covers the whole file, is
+    not checked, and the chunks after the streams are not read.
+    """
+    _check_start(data)
+    body = data
+    if streams is None:
+        if len(data) < 4 + 4 + 4:
+            raise HvqError("truncated file: shorter than the smallest header")
+        body, crc = data[:-4], int.from_bytes(data[-4:], "big")
+        if zlib.crc32(body) != crc:
+            raise HvqError("corrupt file: CRC32 mismatch (the file is damaged or truncated)")
     r = _Reader(body)
     r.pos = 4
-    model_id = int.from_bytes(r.take(4, "model id"), "big")
-    width, height = r.varint("width"), r.varint("height")
-    if width < 1 or height < 1:
-        raise HvqError(f"corrupt header: image size {width}x{height}")
-    quality, levels = r.take(2, "quality and level count")
-    lengths = [r.varint("stream length") for _ in range(levels)]
-    if r.pos + sum(lengths) > len(body):
+    model_id, width, height, quality, lengths = _header(r)
+    if streams is not None:
+        if len(lengths) < streams:
+            raise HvqError(f"corrupt header: {len(lengths)} streams, a preview needs {streams}")
+        lengths = lengths[:streams]
+    elif r.pos + sum(lengths) > len(body):
         raise HvqError(
             f"corrupt file: streams take {sum(lengths)} bytes but {len(body) - r.pos} remain"
         )
-    streams = [r.take(n, "streams") for n in lengths]
+    payload = [r.take(n, "streams") for n in lengths]
     chunks = {}
-    while r.pos < len(body):
+    while streams is None and r.pos < len(body):
         kind = r.take(4, "chunk type")
         chunks[kind] = r.take(r.varint("chunk length"), f"{kind!r} chunk")
-    return HvqFile(width, height, model_id, quality, streams, chunks)
+    return HvqFile(width, height, model_id, quality, payload, chunks)
+
+
+class _FileReader(_Reader):
+    """A `_Reader` that reads an open file only as far as it is asked to."""
+
+    def __init__(self, fp: BinaryIO) -> None:
+        super().__init__(b"")
+        self.fp = fp
+
+    def take(self, n: int, what: str) -> bytes:
+        self.data += self.fp.read(self.pos + n - len(self.data))
+        return super().take(n, what)
+
+
+def read_prefix(fp: BinaryIO, streams: int) -> bytes:
+    """The bytes of an open .hvq file up to the end of its first `streams` streams, and no
+    further: all a preview reads."""
+    r = _FileReader(fp)
+    _check_start(r.take(4, "magic and version"))
+    lengths = _header(r)[4]
+    r.take(sum(lengths[:streams]), "streams")
+    return r.data

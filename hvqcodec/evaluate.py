@@ -39,14 +39,19 @@ def msssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(ms_ssim(t(a), t(b), data_range=255))
 
 
-def measure(codec: Codec, path: Path, files: Path | None = None) -> dict:
-    """Encode and decode one image; bpp from the real file size. Writes the .hvq to `files`."""
+def measure(
+    codec: Codec, path: Path, files: Path | None = None, quality: int | None = None
+) -> dict:
+    """Encode and decode one image, and preview it; bpp from the real file size. Writes the
+    .hvq to `files`."""
     original = np.asarray(Image.open(path).convert("RGB"))
     t0 = time.perf_counter()
-    enc = codec.encode_detailed(original)
+    enc = codec.encode_detailed(original, quality)
     t1 = time.perf_counter()
     dec = codec.decode_detailed(enc.data)
     t2 = time.perf_counter()
+    preview = codec.decode_detailed(enc.data, preview=True)
+    t3 = time.perf_counter()
     if files is not None:
         (files / path.with_suffix(".hvq").name).write_bytes(enc.data)
     out = np.asarray(dec.image)
@@ -65,6 +70,9 @@ def measure(codec: Codec, path: Path, files: Path | None = None) -> dict:
         "encode_s": t1 - t0,
         "decode_s": t2 - t1,
         "codes_exact": all(np.array_equal(enc.codes[k], dec.codes[k]) for k in enc.codes),
+        "preview_psnr": psnr(original, np.asarray(preview.image)),
+        "preview_decode_s": t3 - t2,
+        "preview_bytes": sum(len(s) for s in preview.header.streams),
         "bits": {k: s.bits for k, s in enc.stats.items()},
         "ideal_bits": {k: s.ideal_bits for k, s in enc.stats.items()},
         "symbols": {k: s.symbols for k, s in enc.stats.items()},
@@ -72,16 +80,16 @@ def measure(codec: Codec, path: Path, files: Path | None = None) -> dict:
     }
 
 
-def summarize(rows: list[dict], codebook_sizes: tuple[int, ...]) -> dict:
+def summarize(rows: list[dict], codebook_sizes: dict[str, int]) -> dict:
     """Means and medians over images, stream overhead, and the fixed-length comparison."""
-    keys = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+    keys = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "preview_psnr", "preview_decode_s")
     bits = sum(sum(r["bits"].values()) for r in rows)
     ideal = sum(sum(r["ideal_bits"].values()) for r in rows)
     levels = list(rows[0]["symbols"])
     symbols = {k: sum(r["symbols"][k] for r in rows) for k in levels}
     # What the same code maps would cost at a fixed log2(K) bits per code.
     fixed = [
-        sum(r["symbols"][k] * np.log2(n) for k, n in zip(levels, codebook_sizes))
+        sum(r["symbols"][k] * np.log2(codebook_sizes[k]) for k in levels)
         / (r["width"] * r["height"])
         for r in rows
     ]
@@ -100,8 +108,12 @@ def summarize(rows: list[dict], codebook_sizes: tuple[int, ...]) -> dict:
     }
 
 
-def evaluate(codec: Codec, folder: Path, files: Path | None = None, log=print) -> dict:
-    """Every .png/.ppm image of a folder through the codec: per-image rows and their summary."""
+def evaluate(
+    codec: Codec, folder: Path, files: Path | None = None, log=print, quality: int | None = None
+) -> dict:
+    """Every .png/.ppm image of a folder through the codec at one quality (default: the
+    codec's): per-image rows and their summary."""
+    quality = codec.default_quality if quality is None else quality
     paths = sorted(q for q in Path(folder).iterdir() if q.suffix.lower() in EVAL_SUFFIXES)
     if not paths:
         raise SystemExit(f"no .png or .ppm images in {folder}")
@@ -110,7 +122,7 @@ def evaluate(codec: Codec, folder: Path, files: Path | None = None, log=print) -
     codec.encode(np.zeros((64, 64, 3), np.uint8))  # warm-up, so the first image is timed fairly
     rows = []
     for path in paths:
-        r = measure(codec, path, files)
+        r = measure(codec, path, files, quality)
         rows.append(r)
         log(
             f"{r['image']}: {r['bpp']:.4f} bpp  {r['psnr']:.2f} dB  MS-SSIM {r['ms_ssim']:.4f}"
@@ -119,9 +131,10 @@ def evaluate(codec: Codec, folder: Path, files: Path | None = None, log=print) -
     return {
         "model": codec.name,
         "model_id": f"{codec.model.model_id:08x}",
+        "quality": quality,
         "images": len(rows),
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu_model(),
-        "mean": summarize(rows, codec.model.vqvae.config.codebook_sizes),
+        "mean": summarize(rows, {k: q.num_codes for k, q in codec.model.vqvae.quantizers.items()}),
         "rows": rows,
     }

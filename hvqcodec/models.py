@@ -24,9 +24,24 @@ from hvqcodec.priors import HierarchicalPrior, PriorConfig
 from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
 
 WEIGHTS_FORMAT = "hvqcodec-weights/1"
-# Models shipped inside the package: name -> (file in hvqcodec/weights, model id). Entries are
-# never removed, so files written by any release keep decoding.
-SHIPPED: dict[str, tuple[str, int]] = {"hvq-v1": ("hvq-v1.pt", 0x7B730E24)}
+
+# A quality: (bottom stages coded, rate-distortion weight of the encoder's code choice).
+Quality = tuple[int, float]
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    file: str  # in hvqcodec/weights
+    model_id: int
+    qualities: tuple[Quality, ...]  # the encoder's quality scale, quality 1 first
+    default_quality: int
+
+
+# Models shipped inside the package. Entries are never removed, so files written by any
+# release keep decoding.
+SHIPPED: dict[str, ShippedModel] = {
+    "hvq-v1": ShippedModel("hvq-v1.pt", 0x7B730E24, qualities=((1, 0.0),), default_quality=1),
+}
 DEFAULT_MODEL = "hvq-v1"
 
 
@@ -37,6 +52,14 @@ class Model:
     vqvae: HierarchicalVQVAE
     prior: HierarchicalPrior  # float, as trained
     coder: FixedPrior  # its integer-exact twin, which computes the probabilities for coding
+    qualities: tuple[Quality, ...] = ()
+    default_quality: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.qualities:  # one quality per number of bottom stages, all codes nearest
+            stages = self.vqvae.config.bottom_stages
+            self.qualities = tuple((n, 0.0) for n in range(1, stages + 1))
+            self.default_quality = len(self.qualities)
 
 
 def hash_state(h, state: dict[str, torch.Tensor]) -> None:
@@ -109,16 +132,17 @@ def load_weights(path: str | Path) -> Model:
 def shipped_path(name: str) -> Path:
     if name not in SHIPPED:
         raise HvqError(f"unknown model {name!r}; shipped models: {', '.join(SHIPPED)}")
-    return Path(str(resources.files("hvqcodec") / "weights" / SHIPPED[name][0]))
+    return Path(str(resources.files("hvqcodec") / "weights" / SHIPPED[name].file))
 
 
 def load_shipped(name: str) -> Model:
-    """A shipped model, checked against the id the registry expects."""
+    """A shipped model, checked against the id the registry expects, with its quality scale."""
     model = load_weights(shipped_path(name))
-    expected = SHIPPED[name][1]
-    if model.model_id != expected:
+    entry = SHIPPED[name]
+    if model.model_id != entry.model_id:
         raise HvqError(
             f"shipped weights for {name} are damaged: "
-            f"id {model.model_id:08x}, expected {expected:08x}"
+            f"id {model.model_id:08x}, expected {entry.model_id:08x}"
         )
+    model.qualities, model.default_quality = entry.qualities, entry.default_quality
     return model

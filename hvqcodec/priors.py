@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec.layers import ResBlock
-from hvqcodec.vqvae import LEVELS, VQVAEConfig
+from hvqcodec.vqvae import LEVEL_STRIDES, VQVAEConfig, level_of, stream_names
 
 
 @dataclass
@@ -99,31 +99,37 @@ class LevelPrior(nn.Module):
 
 
 class HierarchicalPrior(nn.Module):
-    """Top: unconditional. Middle: conditioned on top. Bottom: conditioned on top and middle."""
+    """Top: unconditional. Middle: conditioned on top. Bottom: conditioned on top and middle.
+    Each further bottom stage: conditioned on top, middle and the bottom stages before it."""
 
     def __init__(self, config: PriorConfig | None = None, vq: VQVAEConfig | None = None):
         super().__init__()
         self.config = cfg = config or PriorConfig()
-        k_top, k_mid, k_bot = (vq or VQVAEConfig()).codebook_sizes
-        self.levels = nn.ModuleDict(
-            {
-                "top": LevelPrior(k_top, (), cfg),
-                "middle": LevelPrior(k_mid, ((k_top, 2),), cfg),
-                "bottom": LevelPrior(k_bot, ((k_top, 4), (k_mid, 2)), cfg),
-            }
-        )
+        vq = vq or VQVAEConfig()
+        sizes = dict(zip(("top", "middle", "bottom"), vq.codebook_sizes))
+        self.streams = stream_names(vq.bottom_stages)
+        sizes.update({name: vq.stage_codebook_size for name in self.streams[3:]})
+        stride = {name: LEVEL_STRIDES[level_of(name)] for name in self.streams}
+        levels = {}
+        for i, name in enumerate(self.streams):
+            # Each coarser map is upsampled to this stream's size.
+            upper = tuple((sizes[u], stride[u] // stride[name]) for u in self.streams[:i])
+            levels[name] = LevelPrior(sizes[name], upper, cfg)
+        self.levels = nn.ModuleDict(levels)
 
-    @staticmethod
-    def upper_of(name: str, codes: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        return [codes[k] for k in LEVELS[: LEVELS.index(name)]]
+    def upper_of(self, name: str, codes: dict) -> list:
+        """The code maps stream `name` is conditioned on: every stream coded before it."""
+        return [codes[k] for k in self.streams[: self.streams.index(name)]]
 
     def forward(self, codes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.bits_per_code(codes)
 
     def bits_per_code(self, codes: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Mean cross-entropy in bits per code of each level (training loss)."""
+        """Mean cross-entropy in bits per code of each stream given (training loss)."""
         out = {}
         for name, prior in self.levels.items():
+            if name not in codes:  # a file of fewer bottom stages
+                continue
             logits = prior.logits(codes[name], self.upper_of(name, codes))
             ce = F.cross_entropy(logits.reshape(-1, prior.num_codes), codes[name].reshape(-1))
             out[name] = ce / np.log(2)

@@ -37,10 +37,11 @@ from PIL import Image, ImageOps
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+from hvqcodec.layers.residual_quantize import dropout_stages
 from hvqcodec.metrics import psnr_from_mse
 from hvqcodec.models import build_model, hash_state, pack_weights
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
-from hvqcodec.vqvae import LEVELS, HierarchicalVQVAE, VQVAEConfig, pad_to_stride
+from hvqcodec.vqvae import LEVEL_STRIDES, HierarchicalVQVAE, VQVAEConfig, level_of, pad_to_stride
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -64,6 +65,9 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     device: str = "auto"  # auto (cuda if present), cpu, cuda
     vqvae_from: str = ""  # checkpoint whose autoencoder to reuse; trains only the priors
+    # Checkpoint or weights file to start from; parts the architecture adds start fresh.
+    init_from: str = ""
+    no_bottom_rate: float = 0.0  # quantizer dropout: share of samples that keep no bottom stage
     eval_images: str = ""  # folder the model card is evaluated on (e.g. Kodak); "" skips it
     model: dict = field(default_factory=lambda: VQVAEConfig().to_dict())
     prior: dict = field(default_factory=lambda: PriorConfig().to_dict())
@@ -261,6 +265,22 @@ class Run:
             ck = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)
             self.vqvae.load_state_dict(ck["vqvae"])
             self._start_priors()
+        elif cfg.init_from:
+            self._initialise(cfg.init_from)
+
+    def _initialise(self, path: str) -> None:
+        """Warm start from a checkpoint or weights file. New modules (e.g. added bottom
+        stages and their priors) keep their fresh initialisation; a new quantizer k-means
+        initialises itself on its first batch."""
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        for part, module in (("vqvae", self.vqvae), ("prior", self.prior)):
+            state = {k: v.float() if v.is_floating_point() else v for k, v in ck[part].items()}
+            missing, unexpected = module.load_state_dict(state, strict=False)
+            if unexpected:
+                raise SystemExit(f"{path}: {part} has parameters this model lacks: {unexpected}")
+            if missing and self.cluster.main:
+                fresh = sorted({k.split(".")[1] for k in missing})
+                print(f"init {part} from {path}; fresh: {fresh}", flush=True)
 
     def _start_priors(self) -> None:
         self.phase, self.step = "priors", 0
@@ -381,15 +401,27 @@ class Run:
         model = self.cluster.wrap(self.vqvae)
         sampler = self.sampler(len(images))
 
+        stages = self.vqvae.config.bottom_stages
+        dropout = stages > 1 or self.cfg.no_bottom_rate > 0
+
         def step():
             indices = sampler.take(self.cfg.batch_size)
             x = random_crops(images, indices, self.cfg.crop, self.gen).to(self.cluster.device)
-            out = model(x)
+            keep = None
+            if dropout:
+                b = len(indices)
+                keep = dropout_stages(b, stages, self.gen, p_none=self.cfg.no_bottom_rate)
+                keep = keep.to(self.cluster.device)
+            out = model(x, keep)
             mse = F.mse_loss(out.reconstruction, x)
             record = {
                 "loss": (mse + out.commit_loss).item(),
                 "psnr": round(psnr_from_mse(mse.item(), 1.0), 3),
             }
+            if keep is not None and bool((keep == stages).any()):
+                full = keep == stages  # the samples that kept every stage
+                mse_full = F.mse_loss(out.reconstruction[full], x[full]).item()
+                record["psnr_all_stages"] = round(psnr_from_mse(mse_full, 1.0), 3)
             record.update(
                 {f"perplexity_{k}": round(v.item(), 1) for k, v in out.perplexity.items()}
             )
@@ -419,12 +451,13 @@ class Run:
         sampler = self.sampler(len(usable))
 
         def step():
-            batch = {k: [] for k in LEVELS}
+            batch = {k: [] for k in self.prior.streams}
             for i in sampler.take(self.cfg.prior_batch_size):
                 m = usable[i]
                 y = int(torch.randint(m["top"].shape[0] - c + 1, (1,), generator=self.gen))
                 x = int(torch.randint(m["top"].shape[1] - c + 1, (1,), generator=self.gen))
-                for k, s in zip(LEVELS, (1, 2, 4)):
+                for k in batch:
+                    s = LEVEL_STRIDES["top"] // LEVEL_STRIDES[level_of(k)]
                     batch[k].append(m[k][y * s : (y + c) * s, x * s : (x + c) * s])
             batch = {k: torch.stack(v).to(self.cluster.device) for k, v in batch.items()}
             bits = model(batch)
@@ -580,7 +613,8 @@ def plot_log(log_path: Path, png_path: Path) -> None:
     ax[0].set(title="autoencoder loss", xlabel="step", yscale="log")
     ax[1].plot([r["step"] for r in vq], [r["psnr"] for r in vq])
     ax[1].set(title="training PSNR (dB)", xlabel="step")
-    for k in LEVELS:
+    streams = [k.removeprefix("perplexity_") for k in (vq[0] if vq else {}) if "perplexity_" in k]
+    for k in streams:
         ax[2].plot([r["step"] for r in vq], [r[f"perplexity_{k}"] for r in vq], label=k)
     ax[2].set(title="codebook perplexity per batch", xlabel="step")
     ax[2].legend()

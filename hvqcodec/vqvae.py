@@ -5,6 +5,10 @@ NeurIPS 2019, with a third level. Strides 8, 16 and 32: a 512x512 image gives co
 64x64 (bottom), 32x32 (middle) and 16x16 (top). The middle encoder sees the quantized top map,
 the bottom encoder the quantized top and middle maps, so each level only codes what the coarser
 ones missed. The decoder brings all three quantized maps back up with transposed convolutions.
+
+For variable rate the bottom level can be a residual VQ of several stages trained with quantizer
+dropout (`hvqcodec.layers.residual_quantize`): each stage is one more code map (stream) of the
+bottom's size, and any prefix of the streams decodes, down to top and middle alone.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -14,12 +18,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec.layers import ResBlock, VectorQuantizer
+from hvqcodec.layers.residual_quantize import residual_quantize
 from hvqcodec.layers.tiling import tiled
 
 # The coarsest level has stride 32: image sides are padded to a multiple of this.
 STRIDE = 32
 LEVELS = ("top", "middle", "bottom")
 LEVEL_STRIDES = {"top": 32, "middle": 16, "bottom": 8}
+
+
+def stream_names(bottom_stages: int = 1) -> tuple[str, ...]:
+    """Code maps in coding order: top, middle, then the bottom stages (bottom, bottom2, ...)."""
+    return LEVELS + tuple(f"bottom{s}" for s in range(2, bottom_stages + 1))
+
+
+def level_of(stream: str) -> str:
+    """The level a stream belongs to (its code-map size)."""
+    return "bottom" if stream.startswith("bottom") else stream
 
 
 @dataclass
@@ -29,6 +44,8 @@ class VQVAEConfig:
     channels: int = 128  # width at strides 8..32
     decoder_channels: tuple[int, int] = (96, 64)  # widths at strides 4 and 2
     res_blocks: int = 1
+    bottom_stages: int = 1  # residual VQ stages on the bottom level; 1 is plain VQ
+    stage_codebook_size: int = 256  # codes in each bottom stage after the first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,9 +115,11 @@ class HierarchicalVQVAE(nn.Module):
         self.pre_bottom = nn.Sequential(
             nn.Conv2d(c + d, c, 3, padding=1), _stage(c, cfg.res_blocks), nn.Conv2d(c, d, 1)
         )
-        self.quantizers = nn.ModuleDict(
-            {name: VectorQuantizer(k, d) for name, k in zip(LEVELS, cfg.codebook_sizes)}
-        )
+        self.streams = stream_names(cfg.bottom_stages)
+        self.bottom_streams = self.streams[2:]
+        sizes = dict(zip(LEVELS, cfg.codebook_sizes))
+        sizes.update({name: cfg.stage_codebook_size for name in self.bottom_streams[1:]})
+        self.quantizers = nn.ModuleDict({n: VectorQuantizer(sizes[n], d) for n in self.streams})
         # Decoder: top -> stride 16, joined with middle -> stride 8, joined with bottom -> pixels.
         self.dec_top = nn.Sequential(nn.Conv2d(d, c, 3, padding=1), ResBlock(c), _up(c, c))
         self.dec_middle = nn.Sequential(nn.Conv2d(c + d, c, 3, padding=1), ResBlock(c), _up(c, c))
@@ -141,21 +160,33 @@ class HierarchicalVQVAE(nn.Module):
         return self.pre_bottom(torch.cat([feats["bottom"], upper8], 1))
 
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Images in [0, 1], sides a multiple of 32 -> nearest-code maps {level: (B, H, W)}."""
+        """Images in [0, 1], sides a multiple of 32 -> nearest-code maps {stream: (B, H, W)}."""
         return self._encode(x)[0]
 
     def decode(self, indices: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Code maps -> images in [0, 1] (unclamped)."""
-        q = {name: self.quantizers[name].lookup(indices[name]) for name in LEVELS}
+        """Code maps -> images in [0, 1] (unclamped). Top and middle are required; the bottom
+        sums the stages present, so a prefix of the streams decodes (none: a zero bottom)."""
+        q = {name: self.quantizers[name].lookup(indices[name]) for name in LEVELS[:2]}
+        b, _, h, w = q["middle"].shape
+        q["bottom"] = q["middle"].new_zeros(b, self.config.code_dim, 2 * h, 2 * w)
+        for name in self.bottom_streams:
+            if name in indices:
+                q["bottom"] = q["bottom"] + self.quantizers[name].lookup(indices[name])
         return self._decode(q)
 
-    def _encode(self, x: torch.Tensor):
+    def _encode(self, x: torch.Tensor, keep: torch.Tensor | None = None):
+        """-> (indices, outputs of every stream's quantizer, decoder inputs of the 3 levels).
+        `keep`: bottom stages kept per sample (quantizer dropout; None: all)."""
         feats = self.features(x)
         outs, quantized = {}, {}
-        for name in LEVELS:
+        for name in LEVELS[:2]:
             outs[name] = self.quantizers[name](self.latent(name, feats, quantized))
             quantized[name] = outs[name].quantized
-        return {name: o.indices for name, o in outs.items()}, outs
+        stages = [self.quantizers[name] for name in self.bottom_streams]
+        z = self.latent("bottom", feats, quantized)
+        quantized["bottom"], bottom_outs = residual_quantize(stages, z, keep)
+        outs.update(zip(self.bottom_streams, bottom_outs))
+        return {name: o.indices for name, o in outs.items()}, outs, quantized
 
     def _decode(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
         y = self.dec_top(q["top"])
@@ -166,9 +197,9 @@ class HierarchicalVQVAE(nn.Module):
         y = tiled(tail, y, scale=8, tile=tile, halo=2)
         return (y + 1) / 2
 
-    def forward(self, x: torch.Tensor) -> VQVAEOutput:
-        indices, outs = self._encode(x)
-        recon = self._decode({name: o.quantized for name, o in outs.items()})
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> VQVAEOutput:
+        indices, outs, quantized = self._encode(x, keep)
+        recon = self._decode(quantized)
         return VQVAEOutput(
             reconstruction=recon,
             indices=indices,
@@ -187,7 +218,10 @@ def pad_to_stride(x: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
     return x
 
 
-def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
-    """Code-map shape of each level for an image of the given size."""
+def code_shapes(
+    height: int, width: int, streams: tuple[str, ...] = LEVELS
+) -> dict[str, tuple[int, int]]:
+    """Code-map shape of each stream for an image of the given size."""
     hp, wp = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
-    return {name: (hp // s, wp // s) for name, s in LEVEL_STRIDES.items()}
+    return {name: (hp // LEVEL_STRIDES[level_of(name)], wp // LEVEL_STRIDES[level_of(name)])
+            for name in streams}  # fmt: skip

@@ -15,10 +15,10 @@ TINY_VQ = {"code_dim": 8, "channels": 16, "decoder_channels": (8, 8), "res_block
 TINY_PRIOR = {"embed_dim": 4, "hidden": 8, "cond_blocks": 1, "kernel": 5}
 
 
-def tiny_model(seed: int = 0, name: str = "tiny", prior: dict | None = None):
+def tiny_model(seed: int = 0, name: str = "tiny", prior: dict | None = None, **vq):
     """A randomly initialised model with the real architecture at a fraction of the width."""
     torch.manual_seed(seed)
-    vq_cfg = VQVAEConfig(**TINY_VQ)
+    vq_cfg = VQVAEConfig(**{**TINY_VQ, **vq})
     vqvae = HierarchicalVQVAE(vq_cfg)
     priors = HierarchicalPrior(PriorConfig(**(prior or TINY_PRIOR)), vq_cfg)
     return build_model(pack_weights(name, vqvae, priors))
@@ -27,6 +27,12 @@ def tiny_model(seed: int = 0, name: str = "tiny", prior: dict | None = None):
 @pytest.fixture(scope="session")
 def tiny_codec() -> Codec:
     return Codec(tiny_model())
+
+
+@pytest.fixture(scope="session")
+def staged_codec() -> Codec:
+    """Three bottom stages: three qualities."""
+    return Codec(tiny_model(name="staged", bottom_stages=3, stage_codebook_size=16))
 
 
 @pytest.fixture(scope="session")

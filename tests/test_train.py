@@ -123,3 +123,27 @@ def test_two_gloo_ranks_end_with_identical_weights_and_codebooks(tmp_path, data)
     # The ranks read different data: their RNG streams and sampler shards differ.
     assert not torch.equal(ck["ranks"][0]["generator"], ck["ranks"][1]["generator"])
     assert np.isfinite(ck["vqvae"]["quantizers.top.codebook"].numpy()).all()
+
+
+def test_adding_bottom_stages_warm_starts_from_a_smaller_model(tmp_path, data, dog):
+    base = tmp_path / "base.pt"
+    train_main([*tiny(data, tmp_path / "a", "--vq-steps", "2", "--prior-steps", "1"),
+                "--export", str(base)])  # fmt: skip
+    staged = tmp_path / "staged.pt"
+    stages = json.dumps({**TINY_VQ, "bottom_stages": 3, "stage_codebook_size": 8})
+    args = tiny(data, tmp_path / "b", "--vq-steps", "2", "--prior-steps", "1")
+    args += ["--model-json", stages, "--init-from", str(base), "--no-bottom-rate", "0.5"]
+    train_main([*args, "--export", str(staged)])
+    before = torch.load(base, weights_only=True)
+    after = torch.load(staged, weights_only=True)
+    # The first stage's codebook came from the base model (then moved by two EMA steps).
+    key = "quantizers.bottom.codebook"
+    assert torch.allclose(before["vqvae"][key].float(), after["vqvae"][key].float(), atol=0.05)
+    assert "quantizers.bottom3.codebook" in after["vqvae"]
+    assert "levels.bottom3.head2.weight" in after["prior"]
+    rows = [json.loads(line) for line in open(tmp_path / "b" / "log.jsonl")]
+    assert "perplexity_bottom3" in rows[0]
+    codec = Codec(staged)
+    assert codec.qualities == (1, 2, 3)
+    for q in codec.qualities:
+        assert codec.decode(codec.encode(dog, q)).size == (160, 272)

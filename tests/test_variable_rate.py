@@ -1,0 +1,94 @@
+"""Qualities from residual bottom stages, prefixes of streams, and the preview."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from hvqcodec import HvqError, container
+from hvqcodec.codec import PREVIEW_STREAMS
+from hvqcodec.layers import VectorQuantizer
+from hvqcodec.layers.residual_quantize import dropout_stages, residual_quantize
+
+
+def test_dropout_keeps_a_prefix_of_stages_or_none():
+    gen = torch.Generator().manual_seed(0)
+    keep = dropout_stages(4000, 3, gen, p_none=0.25)
+    assert set(keep.tolist()) == {0, 1, 2, 3}
+    assert 0.2 < (keep == 0).float().mean() < 0.3
+
+
+def test_residual_stages_quantize_what_the_earlier_ones_left():
+    torch.manual_seed(0)
+    stages = [VectorQuantizer(16, 4).eval() for _ in range(3)]
+    z = torch.randn(2, 4, 5, 5)
+    total, outs = residual_quantize(stages, z)
+    residual, expected = z, torch.zeros_like(z)
+    for q, out in zip(stages, outs):
+        np.testing.assert_array_equal(out.indices, q.encode(residual))
+        residual = residual - q.lookup(out.indices)
+        expected = expected + q.lookup(out.indices)
+    torch.testing.assert_close(total, expected)
+    # A sample that keeps one stage gets the first stage's vectors only; none gets zeros.
+    kept, _ = residual_quantize(stages, z, torch.tensor([1, 0]))
+    torch.testing.assert_close(kept[0], stages[0].lookup(outs[0].indices)[0])
+    assert not kept[1].any()
+
+
+def test_each_quality_codes_one_more_stage(staged_codec, dog):
+    assert staged_codec.qualities == (1, 2, 3)
+    sizes = []
+    for q in staged_codec.qualities:
+        enc = staged_codec.encode_detailed(dog, q)
+        header = container.unpack(enc.data)
+        assert header.quality == q
+        assert len(header.streams) == PREVIEW_STREAMS + q
+        dec = staged_codec.decode_detailed(enc.data)
+        assert list(dec.codes) == list(enc.codes)
+        for name in enc.codes:
+            np.testing.assert_array_equal(enc.codes[name], dec.codes[name])
+        sizes.append(len(enc.data))
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+
+
+def test_streams_are_a_prefix_across_qualities(staged_codec, dog):
+    low = container.unpack(staged_codec.encode(dog, 1)).streams
+    high = container.unpack(staged_codec.encode(dog, 3)).streams
+    assert high[: len(low)] == low
+
+
+def test_preview_reads_only_top_and_middle(staged_codec, dog):
+    data = staged_codec.encode(dog, 3)
+    streams = container.unpack(data).streams
+    f = io.BytesIO(data)
+    prefix = container.read_prefix(f, PREVIEW_STREAMS)
+    assert f.tell() == len(prefix) < len(data) - sum(len(s) for s in streams[PREVIEW_STREAMS:])
+    preview = staged_codec.decode_detailed(prefix, preview=True)
+    assert list(preview.codes) == ["top", "middle"]
+    assert preview.image.size == (dog.shape[1], dog.shape[0])
+    # The same picture as the preview of the whole file, and of a lower quality's file.
+    whole = staged_codec.decode(data, preview=True)
+    assert np.array_equal(np.asarray(whole), np.asarray(preview.image))
+    low = staged_codec.decode(staged_codec.encode(dog, 1), preview=True)
+    assert np.array_equal(np.asarray(low), np.asarray(preview.image))
+
+
+def test_preview_of_a_truncated_header_fails_cleanly(staged_codec, dog):
+    data = staged_codec.encode(dog, 3)
+    for cut in (0, 2, 9, 14):
+        with pytest.raises(HvqError):
+            staged_codec.decode(data[:cut], preview=True)
+
+
+def test_more_streams_than_the_model_has_is_refused(staged_codec, tiny_codec, dog):
+    data = staged_codec.encode(dog, 3)
+    f = container.unpack(data)
+    f.model_id = tiny_codec.model.model_id
+    with pytest.raises(HvqError, match="streams"):
+        tiny_codec.decode(container.pack(f))
+
+
+def test_unknown_quality_names_the_range(staged_codec, dog):
+    with pytest.raises(HvqError, match="1..3"):
+        staged_codec.encode(dog, 4)
