@@ -5,9 +5,10 @@
 
 Each size runs in its own process so that its peak RSS is its own: 512x512 (a crop), the
 image itself (Kodak: 768x512), and the image upscaled to about 4 MP, 12 MP (4000x3000, a phone
-photo) and 4096x4096 (the bounded-memory target). Times are medians of --runs runs through the
-real file path: read image, encode, write .hvq, read, decode, write PNG; sizes above
-LARGE_MP megapixels run once.
+photo) and 4096x4096 (the bounded-memory target), all at the model's default quality, then
+the image itself at the highest quality. Times are medians of --runs runs through the real
+file path: read image, encode, write .hvq, read, decode, write PNG; sizes above LARGE_MP
+megapixels run once.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hvqcodec.evaluate import cpu_model
+from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 
 SIZES = {
     "512x512": (512, 512),
@@ -35,18 +37,19 @@ SIZES = {
 LARGE_MP = 5
 
 
-def one_size(image: Path, size: str, runs: int, model: str) -> dict:
+def one_size(image: Path, size: str, runs: int, model: str, quality: int | None) -> dict:
     with contextlib.ExitStack() as stack:
-        return _one_size(stack, image, size, runs, model)
+        return _one_size(stack, image, size, runs, model, quality)
 
 
-def _one_size(stack, image: Path, size: str, runs: int, model: str) -> dict:
+def _one_size(stack, image: Path, size: str, runs: int, model: str, quality: int | None) -> dict:
     import torch
     from PIL import Image
 
     from hvqcodec import Codec
 
     codec = Codec(model)
+    quality = codec.default_quality if quality is None else quality
     src = Image.open(image).convert("RGB")
     if SIZES[size] == (512, 512):
         src = src.crop((0, 0, 512, 512))
@@ -61,7 +64,7 @@ def _one_size(stack, image: Path, size: str, runs: int, model: str) -> dict:
     enc_runs, dec_runs = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        enc = codec.encode_detailed(png)
+        enc = codec.encode_detailed(png, quality)
         t1 = time.perf_counter()
         hvq.write_bytes(enc.data)
         enc_runs.append(
@@ -91,6 +94,7 @@ def _one_size(stack, image: Path, size: str, runs: int, model: str) -> dict:
 
     return {
         "size": size,
+        "quality": quality,
         "width": src.width,
         "height": src.height,
         "megapixels": megapixels,
@@ -109,14 +113,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--model", default="hvq-v1")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--size", choices=SIZES, help=argparse.SUPPRESS)  # child process
+    p.add_argument("--quality", type=int, help=argparse.SUPPRESS)  # child process
     args = p.parse_args(argv)
     if args.size:
-        print(json.dumps(one_size(args.image, args.size, args.runs, args.model)))
+        print(json.dumps(one_size(args.image, args.size, args.runs, args.model, args.quality)))
         return
     rows = []
-    for size in SIZES:
+    highest = [str(len(SHIPPED[args.model].qualities))] if args.model in SHIPPED else []
+    extra = [("kodak", highest)] if highest else []
+    for size, quality in [*[(s, []) for s in SIZES], *extra]:
         cmd = [
             sys.executable,
             "-m",
@@ -131,13 +138,15 @@ def main(argv: list[str] | None = None) -> None:
             args.model,
             "--size",
             size,
+            *(["--quality", *quality] if quality else []),
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         r = rows[-1]
         print(
-            f"{size:8} {r['width']}x{r['height']}: encode {r['encode_s']['total']:.2f} s, "
-            f"decode {r['decode_s']['total']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB",
+            f"{size:8} {r['width']}x{r['height']} q{r['quality']}: "
+            f"encode {r['encode_s']['total']:.2f} s, decode {r['decode_s']['total']:.2f} s, "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB",
             flush=True,
         )
     result = {"cpu": cpu_model(), "cores": os.cpu_count(), "model": args.model, "rows": rows}
