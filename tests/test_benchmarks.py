@@ -9,7 +9,7 @@ from hvqcodec.models import save_weights
 from tests.conftest import IMAGES
 
 
-def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
+def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_codec):
     images = tmp_path / "images"
     images.mkdir()
     # MS-SSIM's four downsamplings need sides over 160 pixels.
@@ -23,7 +23,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
     summary = json.loads((out / "rd_summary.json").read_text())
     assert {"hvqcodec", "JPEG", "WebP", "AVIF", "JPEG 2000"} <= set(summary["curves"])
     assert len(summary["curves"]["JPEG"]) == 2
-    assert set(summary["reference_agreement"]) == {"JPEG", "WebP"}
+    assert set(summary["reference_agreement"]) == {"JPEG", "WebP", rd.COMPRESSAI_JPEG}
     for name in ("rd_psnr.png", "rd_msssim.png", "visual_comparison.png", "rd.csv"):
         assert (out / name).stat().st_size > 0
     rows = [json.loads(line) for line in (out / "rd.jsonl").open()]
@@ -31,14 +31,25 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
     # A second run resumes: nothing is measured again.
     rd.main([*args, "--small", "--visual", "dog.png"])
     assert len((out / "rd.jsonl").read_text().splitlines()) == len(rows)
+    # Other weights make the earlier hvqcodec rows stale: they are replaced, the rest kept.
+    staged = tmp_path / "staged.pt"
+    m = staged_codec.model
+    save_weights(staged, m.name, m.vqvae, m.prior)
+    args = ["--images", str(images), "--out", str(out), "--model", str(staged)]
+    rd.main([*args, "--small", "--visual", "dog.png"])
+    again = [json.loads(line) for line in (out / "rd.jsonl").open()]
+    ours = [r for r in again if r["codec"] == "hvqcodec"]
+    assert {r["version"] for r in ours} == {f"{m.model_id:08x}"} and len(ours) == 2
+    assert len(again) == len(rows) - 1 + 2
 
     kodak.main(args)
     result = json.loads((out / "hvq.json").read_text())
-    assert result["mean"]["all_codes_exact"] is True
+    assert result["quality"] == 3 and result["mean"]["all_codes_exact"] is True
+    assert (out / "hvq-q1.json").exists() and result["mean"]["preview_psnr"] > 0
 
     # The README generator fills its blocks from these result files.
     text = tmp_path / "README.md"
-    blocks = ("kodak", "rd", "model-card")
+    blocks = ("kodak", "qualities", "rd", "model-card")
     text.write_text("".join(f"<!-- BEGIN {b} -->\n<!-- END {b} -->\n" for b in blocks))
     card = tmp_path / "card.json"
     train_card = {"command": "c", "data": "d", "images": 1, "config": {"crop": 64,
@@ -50,5 +61,6 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec):
     readme.main(["--results", str(out), "--readme", str(text), "--card", str(card)])
     filled = text.read_text()
     assert "| JPEG |" in filled and "Our JPEG and WebP" in filled
+    assert "| 3 | 5 |" in filled and "rise with the quality" in filled
     assert "integer-exact prior against the float prior" in filled
     assert "### Evaluation on `f`" in filled and "| dog.png |" in filled
