@@ -115,18 +115,23 @@ class Codec:
         *,
         metadata: bool = True,
         rd_lambda: float | None = None,
+        stages: int | None = None,
     ) -> Encoded:
-        """Encode, returning the bytes with the code maps and per-level statistics.
+        """Encode, returning the bytes with the code maps and per-stream statistics.
 
         `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
-        `rd_lambda` overrides the quality's rate-distortion weight (for tuning experiments).
+        `rd_lambda` and `stages` override the quality's rate-distortion weight and number of
+        bottom stages (for tuning a quality table; see benchmarks/quality_sweep.py).
         """
         quality = self.default_quality if quality is None else quality
         if quality not in self.qualities:
             q = self.qualities
             raise HvqError(f"quality {quality} not supported; {self.name} has {q[0]}..{q[-1]}")
-        stages, lam = self.model.qualities[quality - 1]
+        default_stages, lam = self.model.qualities[quality - 1]
         lam = lam if rd_lambda is None else rd_lambda
+        stages = default_stages if stages is None else stages
+        if not 0 <= stages <= self.model.vqvae.config.bottom_stages:
+            raise HvqError(f"{self.name} has {self.model.vqvae.config.bottom_stages} bottom stages")
         streams = self.model.vqvae.streams[: PREVIEW_STREAMS + stages]
         start = time.perf_counter()
         pixels = load_rgb(image)

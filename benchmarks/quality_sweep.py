@@ -1,0 +1,62 @@
+"""Sweep the encoder's operating points, bottom stages x rate-distortion weight, on training
+photos (never on the test set): the measurements behind a model's quality table.
+
+    python -m benchmarks.quality_sweep --images ../shared/data/train --count 16 \
+        --stages 0 1 2 3 4 5 6 --lambdas 0 0.5 --out benchmarks/results/quality_sweep.json
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hvqcodec import Codec
+from hvqcodec.evaluate import msssim
+from hvqcodec.metrics import psnr
+from hvqcodec.models import DEFAULT_MODEL
+
+
+def center_crop(img: Image.Image, width: int, height: int) -> Image.Image:
+    left, top = max(0, (img.width - width) // 2), max(0, (img.height - height) // 2)
+    return img.crop((left, top, left + min(width, img.width), top + min(height, img.height)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--count", type=int, default=16, help="images, evenly spaced in name order")
+    p.add_argument("--crop", type=int, nargs=2, default=(768, 512), metavar=("W", "H"),
+                   help="centre crop of each photo, to keep the sweep fast")  # fmt: skip
+    p.add_argument("--stages", type=int, nargs="+", help="bottom stages (default: each)")
+    p.add_argument("--lambdas", type=float, nargs="+", default=[0.0])
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    codec = Codec(args.model)
+    stages = args.stages or range(codec.model.vqvae.config.bottom_stages + 1)
+    paths = sorted(args.images.glob("*.*"))
+    paths = [q for q in paths if q.suffix.lower() in (".png", ".jpg", ".webp")]
+    paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.count).astype(int)]
+    images = [np.asarray(center_crop(Image.open(q).convert("RGB"), *args.crop)) for q in paths]
+    rows = []
+    for n in stages:
+        for lam in args.lambdas:
+            bpp, quality, ssim = [], [], []
+            for img in images:
+                enc = codec.encode_detailed(img, stages=n, rd_lambda=lam)
+                out = np.asarray(codec.decode(enc.data))
+                bpp.append(enc.bpp)
+                quality.append(psnr(img, out))
+                ssim.append(msssim(img, out))
+            means = {k: float(np.mean(v)) for k, v in (("bpp", bpp), ("psnr", quality),
+                                                         ("ms_ssim", ssim))}  # fmt: skip
+            rows.append({"stages": n, "lambda": lam, **means})
+            print(json.dumps(rows[-1]), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"images": [q.name for q in paths], "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
