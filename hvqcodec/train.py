@@ -67,7 +67,10 @@ class TrainConfig:
     vqvae_from: str = ""  # checkpoint whose autoencoder to reuse; trains only the priors
     # Checkpoint or weights file to start from; parts the architecture adds start fresh.
     init_from: str = ""
-    no_bottom_rate: float = 0.0  # quantizer dropout: share of samples that keep no bottom stage
+    # Quantizer dropout: the share of samples that keep a random prefix of the bottom stages
+    # (the others keep all), and the share of those that keep none.
+    quantizer_dropout: float = 1.0
+    no_bottom_rate: float = 0.0
     eval_images: str = ""  # folder the model card is evaluated on (e.g. Kodak); "" skips it
     model: dict = field(default_factory=lambda: VQVAEConfig().to_dict())
     prior: dict = field(default_factory=lambda: PriorConfig().to_dict())
@@ -402,7 +405,7 @@ class Run:
         sampler = self.sampler(len(images))
 
         stages = self.vqvae.config.bottom_stages
-        dropout = stages > 1 or self.cfg.no_bottom_rate > 0
+        dropout = self.cfg.quantizer_dropout > 0 and (stages > 1 or self.cfg.no_bottom_rate > 0)
 
         def step():
             indices = sampler.take(self.cfg.batch_size)
@@ -410,7 +413,10 @@ class Run:
             keep = None
             if dropout:
                 b = len(indices)
-                keep = dropout_stages(b, stages, self.gen, p_none=self.cfg.no_bottom_rate)
+                keep = dropout_stages(
+                    b, stages, self.gen,
+                    p_none=self.cfg.no_bottom_rate, p_drop=self.cfg.quantizer_dropout,
+                )  # fmt: skip
                 keep = keep.to(self.cluster.device)
             out = model(x, keep)
             mse = F.mse_loss(out.reconstruction, x)

@@ -175,8 +175,8 @@ class HierarchicalVQVAE(nn.Module):
         return self._decode(q)
 
     def _encode(self, x: torch.Tensor, keep: torch.Tensor | None = None):
-        """-> (indices, outputs of every stream's quantizer, decoder inputs of the 3 levels).
-        `keep`: bottom stages kept per sample (quantizer dropout; None: all)."""
+        """-> (indices, outputs of every stream's quantizer, decoder inputs of the 3 levels,
+        commitment loss). `keep`: bottom stages kept per sample (quantizer dropout; None: all)."""
         feats = self.features(x)
         outs, quantized = {}, {}
         for name in LEVELS[:2]:
@@ -184,9 +184,10 @@ class HierarchicalVQVAE(nn.Module):
             quantized[name] = outs[name].quantized
         stages = [self.quantizers[name] for name in self.bottom_streams]
         z = self.latent("bottom", feats, quantized)
-        quantized["bottom"], bottom_outs = residual_quantize(stages, z, keep)
+        quantized["bottom"], bottom_outs, bottom_commit = residual_quantize(stages, z, keep)
+        commit = outs["top"].commit_loss + outs["middle"].commit_loss + bottom_commit
         outs.update(zip(self.bottom_streams, bottom_outs))
-        return {name: o.indices for name, o in outs.items()}, outs, quantized
+        return {name: o.indices for name, o in outs.items()}, outs, quantized, commit
 
     def _decode(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
         y = self.dec_top(q["top"])
@@ -198,12 +199,12 @@ class HierarchicalVQVAE(nn.Module):
         return (y + 1) / 2
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> VQVAEOutput:
-        indices, outs, quantized = self._encode(x, keep)
+        indices, outs, quantized, commit = self._encode(x, keep)
         recon = self._decode(quantized)
         return VQVAEOutput(
             reconstruction=recon,
             indices=indices,
-            commit_loss=sum(o.commit_loss for o in outs.values()),
+            commit_loss=commit,
             perplexity={name: o.perplexity for name, o in outs.items()},
             usage={name: o.usage for name, o in outs.items()},
         )

@@ -17,13 +17,17 @@ def test_dropout_keeps_a_prefix_of_stages_or_none():
     keep = dropout_stages(4000, 3, gen, p_none=0.25)
     assert set(keep.tolist()) == {0, 1, 2, 3}
     assert 0.2 < (keep == 0).float().mean() < 0.3
+    # Dropping for half of the samples: the other half keeps every stage.
+    keep = dropout_stages(4000, 3, gen, p_drop=0.5)
+    assert 0.5 + 0.5 / 3 - 0.05 < (keep == 3).float().mean() < 0.5 + 0.5 / 3 + 0.05
+    assert (keep >= 1).all()
 
 
 def test_residual_stages_quantize_what_the_earlier_ones_left():
     torch.manual_seed(0)
     stages = [VectorQuantizer(16, 4).eval() for _ in range(3)]
     z = torch.randn(2, 4, 5, 5)
-    total, outs = residual_quantize(stages, z)
+    total, outs, _ = residual_quantize(stages, z)
     residual, expected = z, torch.zeros_like(z)
     for q, out in zip(stages, outs):
         np.testing.assert_array_equal(out.indices, q.encode(residual))
@@ -31,7 +35,7 @@ def test_residual_stages_quantize_what_the_earlier_ones_left():
         expected = expected + q.lookup(out.indices)
     torch.testing.assert_close(total, expected)
     # A sample that keeps one stage gets the first stage's vectors only; none gets zeros.
-    kept, _ = residual_quantize(stages, z, torch.tensor([1, 0]))
+    kept, _, _ = residual_quantize(stages, z, torch.tensor([1, 0]))
     torch.testing.assert_close(kept[0], stages[0].lookup(outs[0].indices)[0])
     assert not kept[1].any()
 
