@@ -96,6 +96,26 @@ def pack_weights(name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior) 
     }
 
 
+def keep_stages(weights: dict, stages: int) -> dict:
+    """The weights with only the first `stages` bottom stages: a model for the lower rates.
+    Nothing before a stage depends on it, so what remains is unchanged."""
+    have = weights["vqvae_config"].get("bottom_stages", 1)
+    if not 1 <= stages <= have:
+        raise HvqError(f"cannot keep {stages} of {have} bottom stages")
+    dropped = [f"bottom{s}" for s in range(stages + 1, have + 1)]
+
+    def keep(state: dict, prefix: str) -> dict:
+        return {k: v for k, v in state.items() if k.split(".")[1] not in dropped
+                or not k.startswith(prefix)}  # fmt: skip
+
+    return {
+        **weights,
+        "vqvae_config": {**weights["vqvae_config"], "bottom_stages": stages},
+        "vqvae": keep(weights["vqvae"], "quantizers."),
+        "prior": keep(weights["prior"], "levels."),
+    }
+
+
 def save_weights(path: str | Path, name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior):
     torch.save(pack_weights(name, vqvae, prior), path)
 

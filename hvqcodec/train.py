@@ -39,7 +39,7 @@ from torch.utils.data import DistributedSampler
 
 from hvqcodec.layers.residual_quantize import dropout_stages
 from hvqcodec.metrics import psnr_from_mse
-from hvqcodec.models import build_model, hash_state, pack_weights
+from hvqcodec.models import build_model, hash_state, keep_stages, pack_weights
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
 from hvqcodec.vqvae import LEVEL_STRIDES, HierarchicalVQVAE, VQVAEConfig, level_of, pad_to_stride
 
@@ -506,11 +506,16 @@ class Run:
     def weights(self, name: str) -> dict:
         return pack_weights(name, self.vqvae.cpu(), self.prior.cpu())
 
-    def finish(self, name: str, export: str | None, command: str) -> None:
-        """Rank 0: weights file, training plot, model card (evaluated on `eval_images`)."""
+    def finish(
+        self, name: str, export: str | None, command: str, stages: int | None = None
+    ) -> None:
+        """Rank 0: weights file (with the first `stages` bottom stages only, if given),
+        training plot, model card (evaluated on `eval_images`)."""
         if not self.cluster.main:
             return
         weights = self.weights(name)
+        if stages is not None:
+            weights = keep_stages(weights, stages)
         if export:
             tmp = Path(export).with_suffix(".tmp")
             torch.save(weights, tmp)
@@ -650,6 +655,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prior-json", help="JSON overrides for the prior config")
     p.add_argument("--export", help="after training, write the shipped weights file here")
     p.add_argument("--name", default="hvq-custom", help="model name stored in the weights file")
+    p.add_argument(
+        "--export-stages", type=int, help="export only the first N bottom stages (lower rates)"
+    )
     p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
     args = p.parse_args(argv)
     if args.stop_after is not None and args.stop_after < 1:
@@ -699,7 +707,7 @@ def main(argv: list[str] | None = None) -> None:
     # Rank 0 exports and evaluates alone, with no collective left open for others to wait on.
     cluster.close()
     if finished:
-        run.finish(args.name, args.export, command)
+        run.finish(args.name, args.export, command, args.export_stages)
 
 
 if __name__ == "__main__":

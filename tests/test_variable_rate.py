@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hvqcodec import HvqError, container
+from hvqcodec import Codec, HvqError, container
 from hvqcodec.codec import PREVIEW_STREAMS
+from hvqcodec.models import build_model, keep_stages, pack_weights
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.residual_quantize import dropout_stages, residual_quantize
 
@@ -96,3 +97,15 @@ def test_more_streams_than_the_model_has_is_refused(staged_codec, tiny_codec, do
 def test_unknown_quality_names_the_range(staged_codec, dog):
     with pytest.raises(HvqError, match="1..3"):
         staged_codec.encode(dog, 4)
+
+
+def test_a_model_cut_to_fewer_stages_codes_the_same_streams(staged_codec, dog):
+    m = staged_codec.model
+    cut = Codec(build_model(keep_stages(pack_weights("cut", m.vqvae, m.prior), 2)))
+    assert cut.qualities == (1, 2) and len(cut.model.vqvae.streams) == 4
+    assert cut.model.model_id != m.model_id
+    assert container.unpack(cut.encode(dog, 2)).streams == container.unpack(
+        staged_codec.encode(dog, 2)
+    ).streams
+    with pytest.raises(HvqError):
+        keep_stages(pack_weights("cut", m.vqvae, m.prior), 4)
