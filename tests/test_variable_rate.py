@@ -8,9 +8,9 @@ import torch
 
 from hvqcodec import Codec, HvqError, container
 from hvqcodec.codec import PREVIEW_STREAMS
-from hvqcodec.models import build_model, keep_stages, pack_weights
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.residual_quantize import dropout_stages, residual_quantize
+from hvqcodec.models import build_model, keep_stages, pack_weights
 
 
 def test_dropout_keeps_a_prefix_of_stages_or_none():
@@ -104,8 +104,9 @@ def test_a_model_cut_to_fewer_stages_codes_the_same_streams(staged_codec, dog):
     cut = Codec(build_model(keep_stages(pack_weights("cut", m.vqvae, m.prior), 2)))
     assert cut.qualities == (1, 2) and len(cut.model.vqvae.streams) == 4
     assert cut.model.model_id != m.model_id
-    assert container.unpack(cut.encode(dog, 2)).streams == container.unpack(
-        staged_codec.encode(dog, 2)
-    ).streams
+    assert (
+        container.unpack(cut.encode(dog, 2)).streams
+        == container.unpack(staged_codec.encode(dog, 2)).streams
+    )
     with pytest.raises(HvqError):
         keep_stages(pack_weights("cut", m.vqvae, m.prior), 4)
