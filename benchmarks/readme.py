@@ -116,9 +116,11 @@ def rd_table(summary: dict) -> str:
         "hvqcodec needs fewer bits for the same quality), over the overlapping quality range "
         "only, pchip interpolation.",
         "",
-        "| codec | settings | bpp range | BD-rate, PSNR | BD-rate, MS-SSIM (dB) |",
-        "|---|---|---|---|---|",
+        "| codec | settings | bpp range | PSNR range compared (dB) | BD-rate, PSNR "
+        "| BD-rate, MS-SSIM (dB) |",
+        "|---|---|---|---|---|---|",
     ]
+    ours = [p["psnr"] for p in summary["curves"]["hvqcodec"]]
 
     def fmt(v):
         return f"{v:+.1f}%" if isinstance(v, float) else v
@@ -127,7 +129,13 @@ def rd_table(summary: dict) -> str:
         bd = summary["bd_rate_vs"].get(name)
         lo, hi = points[0]["bpp"], points[-1]["bpp"]
         cells = ("(ours)", "(ours)") if bd is None else (fmt(bd["psnr"]), fmt(bd["ms_ssim"]))
-        lines.append(f"| {name} | {len(points)} | {lo:.3f} to {hi:.3f} | {cells[0]} | {cells[1]} |")
+        psnr = [p["psnr"] for p in points]
+        low, high = max(min(psnr), min(ours)), min(max(psnr), max(ours))
+        compared = f"{low:.1f} to {high:.1f}" if high > low else "none"
+        lines.append(
+            f"| {name} | {len(points)} | {lo:.3f} to {hi:.3f} | {compared} | {cells[0]} "
+            f"| {cells[1]} |"
+        )
     agreement = summary.get("reference_agreement", {})
     if agreement:
         lines += [
@@ -191,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/kodak"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
-    p.add_argument("--card", type=Path, default=Path("docs/model-card-hvq-v1.json"))
+    p.add_argument("--card", type=Path, default=Path("docs/model-card-hvq-v2.json"))
     args = p.parse_args(argv)
     text = args.readme.read_text()
 
