@@ -30,7 +30,7 @@ def wavefront_tables(level, codes, upper):
 def test_wavefront_tables_equal_one_batch_bit_for_bit(wide_prior_codec, dog):
     codes = encoded_levels(wide_prior_codec, dog)
     for name, level in wide_prior_codec.model.coder.levels.items():
-        upper = HierarchicalPrior.upper_of(name, codes)
+        upper = wide_prior_codec.model.prior.upper_of(name, codes)
         batch = level.all_tables(codes[name], upper)
         np.testing.assert_array_equal(wavefront_tables(level, codes[name], upper), batch)
 
@@ -38,7 +38,7 @@ def test_wavefront_tables_equal_one_batch_bit_for_bit(wide_prior_codec, dog):
 def test_tables_do_not_depend_on_the_thread_count(wide_prior_codec, dog):
     codes = encoded_levels(wide_prior_codec, dog)
     level = wide_prior_codec.model.coder.levels["bottom"]
-    upper = HierarchicalPrior.upper_of("bottom", codes)
+    upper = wide_prior_codec.model.prior.upper_of("bottom", codes)
     previous = torch.get_num_threads()
     try:
         results = []
@@ -54,7 +54,7 @@ def test_tables_do_not_depend_on_the_thread_count(wide_prior_codec, dog):
 def test_tables_are_valid_for_the_range_coder(wide_prior_codec, dog):
     codes = encoded_levels(wide_prior_codec, dog)
     for name, level in wide_prior_codec.model.coder.levels.items():
-        tables = level.all_tables(codes[name], HierarchicalPrior.upper_of(name, codes))
+        tables = level.all_tables(codes[name], wide_prior_codec.model.prior.upper_of(name, codes))
         assert tables.min() >= 1
         assert tables.sum(axis=1).max() <= 2**PROB_BITS
 
@@ -66,7 +66,7 @@ def test_integer_prior_costs_under_one_percent_against_the_float_prior(wide_prio
     with torch.no_grad():
         float_bits = {k: float(v) * codes[k].size for k, v in prior(maps).items()}
     for name, level in wide_prior_codec.model.coder.levels.items():
-        tables = level.all_tables(codes[name], HierarchicalPrior.upper_of(name, codes))
+        tables = level.all_tables(codes[name], wide_prior_codec.model.prior.upper_of(name, codes))
         chosen = tables[np.arange(codes[name].size), codes[name].reshape(-1)]
         int_bits = float(np.log2(tables.sum(axis=1) / chosen).sum())
         assert int_bits <= 1.01 * float_bits[name], (name, int_bits, float_bits[name])
@@ -119,7 +119,7 @@ def test_conditioning_in_bands_equals_the_whole_map(wide_prior_codec, dog, monke
 
     codes = encoded_levels(wide_prior_codec, dog)
     level = wide_prior_codec.model.coder.levels["bottom"]
-    upper = HierarchicalPrior.upper_of("bottom", codes)
+    upper = wide_prior_codec.model.prior.upper_of("bottom", codes)
     whole = level.conditioning(upper, codes["bottom"].shape)
     monkeypatch.setattr(integer_prior, "BAND_POSITIONS", 16)
     banded = level.conditioning(upper, codes["bottom"].shape)
@@ -130,7 +130,7 @@ def test_integer_conditioning_tracks_the_float_network(wide_prior_codec, dog):
     from hvqcodec.integer_prior import ACT_BITS
 
     codes = encoded_levels(wide_prior_codec, dog)
-    upper = HierarchicalPrior.upper_of("bottom", codes)
+    upper = wide_prior_codec.model.prior.upper_of("bottom", codes)
     exact = wide_prior_codec.model.coder.levels["bottom"].conditioning(upper, codes["bottom"].shape)
     with torch.no_grad():
         maps = [torch.from_numpy(c)[None] for c in upper]
