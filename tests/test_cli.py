@@ -11,12 +11,16 @@ from hvqcodec.models import save_weights
 from tests.conftest import IMAGES
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory, tiny_codec):
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    m = tiny_codec.model
+def saved(codec, folder) -> str:
+    """The codec's model as a weights file in `folder`, for `-m`."""
+    path, m = folder / f"{codec.name}.pt", codec.model
     save_weights(path, m.name, m.vqvae, m.prior)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, tiny_codec):
+    return saved(tiny_codec, tmp_path_factory.mktemp("w"))
 
 
 @pytest.fixture
@@ -246,10 +250,7 @@ def test_unwritable_output_directory(work, weights, monkeypatch):
 
 @pytest.fixture(scope="module")
 def staged_weights(tmp_path_factory, staged_codec):
-    path = tmp_path_factory.mktemp("w") / "staged.pt"
-    m = staged_codec.model
-    save_weights(path, m.name, m.vqvae, m.prior)
-    return str(path)
+    return saved(staged_codec, tmp_path_factory.mktemp("w"))
 
 
 def test_quality_and_preview(work, staged_weights):
