@@ -199,7 +199,7 @@ class Codec:
         return Decoded(image, header, codes, stats, timings)
 
     def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
-        """Run level `name`'s prior over its map, conditioned on the coarser code maps."""
+        """Run stream `name`'s prior over its map, conditioned on the streams before it."""
         # Integer-exact: no thread pinning needed, any thread count gives the same tables.
         maps = self.model.prior.upper_of(name, upper)
         return self.model.coder.levels[name].code(maps, shape, coder)
