@@ -157,7 +157,7 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
     ]
     if job.verbose and codec is not None:
         stats = codec.decode_detailed(data).stats
-        lines.append(f"  {'level':<8}{'symbols':>9}{'bits':>10}{'ideal bits':>12}{'overhead':>10}")
+        lines.append(f"  {'stream':<8}{'symbols':>9}{'bits':>10}{'ideal bits':>12}{'overhead':>10}")
         for name in [*stats, "total"]:
             if name == "total":
                 bits = sum(s.bits for s in stats.values())
