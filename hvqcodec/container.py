@@ -88,7 +88,7 @@ def _header(r: _Reader) -> tuple[int, int, int, int, list[int]]:
     width, height = r.varint("width"), r.varint("height")
     if width < 1 or height < 1:
         raise HvqError(f"corrupt header: image size {width}x{height}")
-    quality, levels = r.take(2, "quality and level count")
+    quality, levels = r.take(2, "quality and stream count")
     return model_id, width, height, quality, [r.varint("stream length") for _ in range(levels)]
 
 
