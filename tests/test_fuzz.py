@@ -6,6 +6,7 @@ from tests.fuzz_hvq import MAX_PIXELS, cases, check
 
 
 def test_structure_aware_fuzz_10000_cases():
-    codec = Codec(tiny_model(), max_pixels=MAX_PIXELS)
+    # Three bottom stages: files of 3 to 5 streams, and prefixes down to 2 for the preview.
+    codec = Codec(tiny_model(bottom_stages=3, stage_codebook_size=16), max_pixels=MAX_PIXELS)
     for data in cases(codec, 10_000):
         check(codec, data)  # raises on any exception but HvqError, or on a hang
