@@ -117,15 +117,20 @@ def check(codec: Codec, data: bytes, seconds: int = 5) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
+def fuzz_codec() -> Codec:
+    """A tiny model with three bottom stages: files of 3 to 5 streams, previews of 2."""
+    from tests.conftest import tiny_model
+
+    return Codec(tiny_model(bottom_stages=3, stage_codebook_size=16), max_pixels=MAX_PIXELS)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--cases", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--atheris", action="store_true")
     args, rest = p.parse_known_args()
-    from tests.conftest import tiny_model
-
-    codec = Codec(tiny_model(bottom_stages=3, stage_codebook_size=16), max_pixels=MAX_PIXELS)
+    codec = fuzz_codec()
     if args.atheris:
         import atheris
 
