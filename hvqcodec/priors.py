@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec.layers import ResBlock
-from hvqcodec.vqvae import LEVEL_STRIDES, VQVAEConfig, level_of, stream_names
+from hvqcodec.vqvae import VQVAEConfig, stream_names, stream_stride
 
 
 @dataclass
@@ -106,15 +106,15 @@ class HierarchicalPrior(nn.Module):
         super().__init__()
         self.config = cfg = config or PriorConfig()
         vq = vq or VQVAEConfig()
-        sizes = dict(zip(("top", "middle", "bottom"), vq.codebook_sizes))
         self.streams = stream_names(vq.bottom_stages)
-        sizes.update({name: vq.stage_codebook_size for name in self.streams[3:]})
-        stride = {name: LEVEL_STRIDES[level_of(name)] for name in self.streams}
         levels = {}
         for i, name in enumerate(self.streams):
-            # Each coarser map is upsampled to this stream's size.
-            upper = tuple((sizes[u], stride[u] // stride[name]) for u in self.streams[:i])
-            levels[name] = LevelPrior(sizes[name], upper, cfg)
+            # Each earlier map is upsampled to this stream's size.
+            upper = tuple(
+                (vq.codebook_size(u), stream_stride(u) // stream_stride(name))
+                for u in self.streams[:i]
+            )
+            levels[name] = LevelPrior(vq.codebook_size(name), upper, cfg)
         self.levels = nn.ModuleDict(levels)
 
     def upper_of(self, name: str, codes: dict) -> list:

@@ -41,7 +41,7 @@ from hvqcodec.layers.residual_quantize import dropout_stages
 from hvqcodec.metrics import psnr_from_mse
 from hvqcodec.models import build_model, hash_state, keep_stages, pack_weights
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
-from hvqcodec.vqvae import LEVEL_STRIDES, HierarchicalVQVAE, VQVAEConfig, level_of, pad_to_stride
+from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig, pad_to_stride, stream_stride
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -463,7 +463,7 @@ class Run:
                 y = int(torch.randint(m["top"].shape[0] - c + 1, (1,), generator=self.gen))
                 x = int(torch.randint(m["top"].shape[1] - c + 1, (1,), generator=self.gen))
                 for k in batch:
-                    s = LEVEL_STRIDES["top"] // LEVEL_STRIDES[level_of(k)]
+                    s = stream_stride("top") // stream_stride(k)
                     batch[k].append(m[k][y * s : (y + c) * s, x * s : (x + c) * s])
             batch = {k: torch.stack(v).to(self.cluster.device) for k, v in batch.items()}
             bits = model(batch)

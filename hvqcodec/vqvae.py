@@ -32,9 +32,9 @@ def stream_names(bottom_stages: int = 1) -> tuple[str, ...]:
     return LEVELS + tuple(f"bottom{s}" for s in range(2, bottom_stages + 1))
 
 
-def level_of(stream: str) -> str:
-    """The level a stream belongs to (its code-map size)."""
-    return "bottom" if stream.startswith("bottom") else stream
+def stream_stride(stream: str) -> int:
+    """Pixels per code of a stream: its level's stride (every bottom stage is at stride 8)."""
+    return LEVEL_STRIDES["bottom" if stream.startswith("bottom") else stream]
 
 
 @dataclass
@@ -49,6 +49,12 @@ class VQVAEConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def codebook_size(self, stream: str) -> int:
+        """Codes in a stream's codebook (`stream_names` gives the streams)."""
+        if stream in LEVELS:
+            return self.codebook_sizes[LEVELS.index(stream)]
+        return self.stage_codebook_size
 
     @classmethod
     def from_dict(cls, d: dict) -> "VQVAEConfig":
@@ -117,9 +123,9 @@ class HierarchicalVQVAE(nn.Module):
         )
         self.streams = stream_names(cfg.bottom_stages)
         self.bottom_streams = self.streams[2:]
-        sizes = dict(zip(LEVELS, cfg.codebook_sizes))
-        sizes.update({name: cfg.stage_codebook_size for name in self.bottom_streams[1:]})
-        self.quantizers = nn.ModuleDict({n: VectorQuantizer(sizes[n], d) for n in self.streams})
+        self.quantizers = nn.ModuleDict(
+            {n: VectorQuantizer(cfg.codebook_size(n), d) for n in self.streams}
+        )
         # Decoder: top -> stride 16, joined with middle -> stride 8, joined with bottom -> pixels.
         self.dec_top = nn.Sequential(nn.Conv2d(d, c, 3, padding=1), ResBlock(c), _up(c, c))
         self.dec_middle = nn.Sequential(nn.Conv2d(c + d, c, 3, padding=1), ResBlock(c), _up(c, c))
@@ -224,5 +230,4 @@ def code_shapes(
 ) -> dict[str, tuple[int, int]]:
     """Code-map shape of each stream for an image of the given size."""
     hp, wp = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
-    return {name: (hp // LEVEL_STRIDES[level_of(name)], wp // LEVEL_STRIDES[level_of(name)])
-            for name in streams}  # fmt: skip
+    return {name: (hp // stream_stride(name), wp // stream_stride(name)) for name in streams}
