@@ -245,13 +245,13 @@ class Run:
         self.stop_after: int | None = None
         # The architecture of a run is fixed by its first checkpoint, and an autoencoder
         # reused from another run brings its own config.
-        ck = None
+        ck = reused = None
         if self.ckpt_path.exists():
             ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
             cfg.model, cfg.prior = ck["config"]["model"], ck["config"]["prior"]
         elif cfg.vqvae_from:
-            saved = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)["config"]
-            cfg.model = saved["model"]
+            reused = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)
+            cfg.model = reused["config"]["model"]
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.gen = torch.Generator().manual_seed(cfg.seed + self.cluster.rank)
         self.vqvae = HierarchicalVQVAE(VQVAEConfig.from_dict(cfg.model))
@@ -263,10 +263,9 @@ class Run:
         self.sampler_state: dict | None = None
         if ck is not None:
             self._resume(ck)
-        elif cfg.vqvae_from:
+        elif reused is not None:
             # Reuse a trained autoencoder and train only priors (e.g. to compare prior designs).
-            ck = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)
-            self.vqvae.load_state_dict(ck["vqvae"])
+            self.vqvae.load_state_dict(reused["vqvae"])
             self._start_priors()
         elif cfg.init_from:
             self._initialise(cfg.init_from)
@@ -628,7 +627,8 @@ def plot_log(log_path: Path, png_path: Path) -> None:
     for k in streams:
         ax[2].plot([r["step"] for r in vq], [r[f"perplexity_{k}"] for r in vq], label=k)
     ax[2].set(title="codebook perplexity per batch", xlabel="step")
-    ax[2].legend()
+    if streams:  # a run that reused an autoencoder has no autoencoder rows
+        ax[2].legend()
     ax[3].plot([r["step"] for r in pr], [r["bpp"] for r in pr])
     ax[3].set(title="prior rate (bpp)", xlabel="step")
     fig.tight_layout()
@@ -678,7 +678,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = make_config(file_values, overrides)
     checkpoint = Path(cfg.out) / "checkpoint.pt"
     if checkpoint.exists():  # a resumed run keeps its settings unless told otherwise
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+        # Memory-mapped: only the config is read here; `Run` reads the weights once.
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["config"]
         known = {f.name for f in fields(TrainConfig)}
         cfg = make_config(file_values, overrides, {k: v for k, v in saved.items() if k in known})
     if not cfg.data:
