@@ -1,6 +1,6 @@
 """Batch work behind the CLI: one job per file, atomic outputs, worker processes, a summary.
 
-Each job runs in a worker that loads the model once. A failing file becomes an `Outcome`
+Each job runs in a worker that loads each model it needs once. A failing file becomes an `Outcome`
 with an error message and never stops the others. Outputs go to a temporary file beside the
 destination and are renamed into place only when complete.
 """
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from hvqcodec.codec import PREVIEW_STREAMS, Codec, model_label
+from hvqcodec.codec import PREVIEW_STREAMS, Codec, model_label, resolve
 from hvqcodec.container import read_prefix, unpack
 from hvqcodec.errors import HvqError
 
@@ -128,7 +128,7 @@ def _decompress(codec: Codec, job: Job) -> Outcome:
     fmt = image_format_for(job.dst)
     check_output(job.dst, job.force)
     data = read_file(job.src, job.preview)
-    image = codec.decode(data, preview=job.preview)
+    image = resolve(codec, data).decode(data, preview=job.preview)
     with atomic_output(job.dst, job.force) as tmp:
         # Metadata carried in the file goes into the output, where its format holds it.
         meta = {k: image.info[k] for k in ("icc_profile", "exif") if k in image.info}
@@ -155,8 +155,8 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
         f"quality {h.quality}, {len(data)} bytes, {bpp:.4f} bpp"
         + (f", metadata: {', '.join(k.decode() for k in h.chunks)}" if h.chunks else "")
     ]
-    if job.verbose and codec is not None:
-        stats = codec.decode_detailed(data).stats
+    if job.verbose:
+        stats = resolve(codec, data).decode_detailed(data).stats
         lines.append(f"  {'stream':<8}{'symbols':>9}{'bits':>10}{'ideal bits':>12}{'overhead':>10}")
         for name in [*stats, "total"]:
             if name == "total":
@@ -173,7 +173,7 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
 
 
 _TASKS = {"compress": _compress, "decompress": _decompress, "info": _info}
-_codec: Codec | None = None  # one per process, loaded once
+_codec: Codec | None = None  # one per process, loaded once; None: the model each file names
 
 
 def _init_worker(model: str | None, threads: int) -> None:

@@ -25,9 +25,9 @@ from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
 
 
-def quality_help(name: str = DEFAULT_MODEL) -> str:
+def quality_help(name: str) -> str:
     entry = SHIPPED[name]
-    return f"1..{len(entry.qualities)} for {name}, default {entry.default_quality}"
+    return f"1..{len(entry.qualities)}, default {entry.default_quality}"
 
 
 def fail(msg: str) -> None:
@@ -102,8 +102,9 @@ def main() -> None:
 
 
 model_option = click.option(
-    "-m", "--model", default=DEFAULT_MODEL, show_default=True,
-    help="Shipped model name, or path to a weights file.",
+    "-m", "--model",
+    help=f"Shipped model name, or path to a weights file. Default: {DEFAULT_MODEL} to compress; "
+    "to decode, the model each file names.",
 )  # fmt: skip
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="A line per file.")
@@ -123,7 +124,8 @@ def output_option(help: str):
 @output_option("Output file, or directory for several inputs. Default: beside the input.")
 @click.option(
     "-q", "--quality", type=click.IntRange(min=1), metavar="Q",
-    help=f"Quality, higher is better: {quality_help()}.",
+    help="Quality, higher is better: from 1 to the model's highest (see `hvqcodec models`); "
+    "default: the model's everyday setting.",
 )  # fmt: skip
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
 @force_option
@@ -137,7 +139,7 @@ def compress(inputs, output, quality, strip, force, jobs, verbose, model) -> Non
     work = [
         Job("compress", s, output_for(s, output, ".hvq", many), force, quality, strip) for s in srcs
     ]
-    run("compress", work, model, jobs, verbose)
+    run("compress", work, model or DEFAULT_MODEL, jobs, verbose)
 
 
 @main.command()
@@ -180,7 +182,8 @@ def models() -> None:
     """List the shipped models (name, id, file, qualities); the default is marked."""
     for name, entry in SHIPPED.items():
         default = "  (default)" if name == DEFAULT_MODEL else ""
-        click.echo(f"{name}  {entry.model_id:08x}  {entry.file}  {quality_help(name)}{default}")
+        qualities = f"qualities {quality_help(name)}"
+        click.echo(f"{name}  {entry.model_id:08x}  {entry.file}  {qualities}{default}")
 
 
 @main.command()
@@ -191,7 +194,7 @@ def models() -> None:
 @model_option
 def demo(output_dir, model) -> None:
     """Compress and decompress the bundled sample photo, and report size, quality and time."""
-    codec = load_codec(model)
+    codec = load_codec(model or DEFAULT_MODEL)
     src = Path(str(resources.files("hvqcodec") / "samples" / SAMPLE))
     hvq, png = output_dir / Path(SAMPLE).with_suffix(".hvq"), output_dir / SAMPLE
     try:

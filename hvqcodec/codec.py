@@ -231,17 +231,49 @@ def model_label(model_id: int) -> str:
     return f"{model_id:08x}, which this version of hvqcodec does not ship"
 
 
-@functools.lru_cache(maxsize=4)
-def default_codec(model: str = DEFAULT_MODEL) -> Codec:
+@functools.cache
+def shipped_codec(name: str = DEFAULT_MODEL) -> Codec:
+    """A shipped model, loaded at most once per process and only when first asked for."""
+    return Codec(name)
+
+
+def codec_for(data: bytes) -> Codec:
+    """The shipped model that a file's header names (only the header is read)."""
+    model_id = container.header_of(data).model_id
+    for name, entry in SHIPPED.items():
+        if entry.model_id == model_id:
+            return shipped_codec(name)
+    known = ", ".join(f"{n} ({e.model_id:08x})" for n, e in SHIPPED.items())
+    raise HvqError(
+        f"this file needs model {model_id:08x}, which this version of hvqcodec does not ship "
+        f"(it knows {known})"
+    )
+
+
+def resolve(model: str | Path | Model | Codec | None, data: bytes | None = None) -> Codec:
+    """The codec for an explicit model (a shipped name, a weights file, a `Model` or a `Codec`);
+    with none, the model `data`'s header names, or the default model for encoding."""
+    if isinstance(model, Codec):
+        return model
+    if model is None:
+        return shipped_codec() if data is None else codec_for(data)
+    if isinstance(model, str) and model in SHIPPED:
+        return shipped_codec(model)
     return Codec(model)
 
 
-def encode(image: ImageInput, quality: int | None = None) -> bytes:
-    """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes."""
-    return default_codec().encode(image, quality)
+def encode(
+    image: ImageInput, quality: int | None = None, *, model: str | Path | Model | None = None
+) -> bytes:
+    """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes, with the
+    default model unless `model` names another."""
+    return resolve(model).encode(image, quality)
 
 
-def decode(data: bytes, *, preview: bool = False) -> Image.Image:
-    """Decompress .hvq bytes to an RGB PIL image. `preview`: a fast coarse image from the top
-    and middle streams alone (a prefix of the file that holds them is enough)."""
-    return default_codec().decode(data, preview=preview)
+def decode(
+    data: bytes, *, preview: bool = False, model: str | Path | Model | None = None
+) -> Image.Image:
+    """Decompress .hvq bytes to an RGB PIL image, with the shipped model the file names
+    (`model` overrides it). `preview`: a fast coarse image from the top and middle streams
+    alone (a prefix of the file that holds them is enough)."""
+    return resolve(model, data).decode(data, preview=preview)

@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from hvqcodec.errors import HvqError
+from hvqcodec.errors import HvqError, TruncatedFile
 
 _MAX_VARINT_BYTES = 5  # enough for any 32-bit value
 MAGIC = b"HVQ"
@@ -44,7 +44,7 @@ class _Reader:
 
     def take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.data):
-            raise HvqError(f"truncated file: ends inside the {what}")
+            raise TruncatedFile(f"truncated file: ends inside the {what}")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -82,14 +82,43 @@ def pack(f: HvqFile) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
-def _header(r: _Reader) -> tuple[int, int, int, int, list[int]]:
-    """Model id, width, height, quality and stream lengths, from just after the version."""
+@dataclass
+class Header:
+    """The fixed fields of a file and where its parts lie: all that is known before the
+    streams are read."""
+
+    width: int
+    height: int
+    model_id: int
+    quality: int
+    stream_lengths: list[int]
+    size: int  # bytes of the header, stream lengths included: the first stream starts here
+
+    @property
+    def streams_end(self) -> int:
+        return self.size + sum(self.stream_lengths)
+
+
+def _header(r: _Reader) -> Header:
+    """The header, from a reader at the start of the file."""
+    try:
+        start = r.take(4, "magic and version")
+    except TruncatedFile:
+        _check_start(r.data)  # a prefix that is not ours says so, rather than "truncated"
+        raise
+    _check_start(start)
     model_id = int.from_bytes(r.take(4, "model id"), "big")
     width, height = r.varint("width"), r.varint("height")
     if width < 1 or height < 1:
         raise HvqError(f"corrupt header: image size {width}x{height}")
     quality, levels = r.take(2, "quality and stream count")
-    return model_id, width, height, quality, [r.varint("stream length") for _ in range(levels)]
+    lengths = [r.varint("stream length") for _ in range(levels)]
+    return Header(width, height, model_id, quality, lengths, r.pos)
+
+
+def header_of(data: bytes) -> Header:
+    """The header of a file or of any prefix that holds it; the CRC is not checked."""
+    return _header(_Reader(data))
 
 
 def _check_start(data: bytes) -> None:
@@ -97,7 +126,7 @@ def _check_start(data: bytes) -> None:
         raise HvqError("empty file")
     if data[:3] != MAGIC:
         if len(data) < 3 and MAGIC.startswith(data):
-            raise HvqError("truncated file: ends inside the magic bytes")
+            raise TruncatedFile("truncated file: ends inside the magic bytes")
         raise HvqError("not an .hvq file (bad magic bytes)")
     version = _Reader(data[3:]).take(1, "version")[0]
     if version != VERSION:
@@ -111,31 +140,37 @@ def unpack(data: bytes, streams: int | None = None) -> HvqFile:
     then be any prefix of the file that holds them, so the CRC, which covers the whole file, is
     not checked, and the chunks after the streams are not read.
     """
-    _check_start(data)
     body = data
     if streams is None:
+        _check_start(data)
         if len(data) < 4 + 4 + 4:
-            raise HvqError("truncated file: shorter than the smallest header")
+            raise TruncatedFile("truncated file: shorter than the smallest header")
         body, crc = data[:-4], int.from_bytes(data[-4:], "big")
         if zlib.crc32(body) != crc:
             raise HvqError("corrupt file: CRC32 mismatch (the file is damaged or truncated)")
     r = _Reader(body)
-    r.pos = 4
-    model_id, width, height, quality, lengths = _header(r)
+    h = _header(r)
+    lengths = h.stream_lengths
     if streams is not None:
         if len(lengths) < streams:
             raise HvqError(f"corrupt header: {len(lengths)} streams, a preview needs {streams}")
         lengths = lengths[:streams]
-    elif r.pos + sum(lengths) > len(body):
+    elif h.streams_end > len(body):
         raise HvqError(
             f"corrupt file: streams take {sum(lengths)} bytes but {len(body) - r.pos} remain"
         )
     payload = [r.take(n, "streams") for n in lengths]
-    chunks = {}
-    while streams is None and r.pos < len(body):
+    chunks = read_chunks(body[r.pos :]) if streams is None else {}
+    return HvqFile(h.width, h.height, h.model_id, h.quality, payload, chunks)
+
+
+def read_chunks(data: bytes) -> dict[bytes, bytes]:
+    """The chunks of the bytes between the last stream and the CRC."""
+    r, chunks = _Reader(data), {}
+    while r.pos < len(data):
         kind = r.take(4, "chunk type")
         chunks[kind] = r.take(r.varint("chunk length"), f"{kind!r} chunk")
-    return HvqFile(width, height, model_id, quality, payload, chunks)
+    return chunks
 
 
 class _FileReader(_Reader):
@@ -154,7 +189,11 @@ def read_prefix(fp: BinaryIO, streams: int) -> bytes:
     """The bytes of an open .hvq file up to the end of its first `streams` streams, and no
     further: all a preview reads."""
     r = _FileReader(fp)
-    _check_start(r.take(4, "magic and version"))
-    lengths = _header(r)[4]
+    lengths = _header(r).stream_lengths
     r.take(sum(lengths[:streams]), "streams")
     return r.data
+
+
+def read_header(fp: BinaryIO) -> Header:
+    """The header of an open .hvq file, reading no further than its end."""
+    return _header(_FileReader(fp))

@@ -1,14 +1,19 @@
 """Pillow plugin: `Image.open("x.hvq")` and `im.save("y.hvq", quality=Q)` after `import hvqcodec`.
 
-Follows Pillow's "Writing your own image plugin" guide: an `ImageFile.ImageFile` subclass that
-parses the header on open, a Python decoder that runs the codec when the pixels are loaded,
-and a save handler.
+Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open`
+reads the header alone (size, model, quality) and, where the file is all there, the metadata
+chunks after the streams, which it seeks to; `load()` runs the codec with the model the header
+names; `verify()` checks the CRC. Data that ends inside the header raises `TruncatedFile`, an
+OSError, which `ImageFile.Parser` takes for "not enough data yet", so incremental parsing
+(Django's `get_image_dimensions`) knows the size once the header has arrived and decodes the
+whole file on `close()`.
 """
 
 from PIL import Image, ImageFile
 
 from hvqcodec import container
-from hvqcodec.codec import default_codec, metadata_info
+from hvqcodec.codec import metadata_info, resolve
+from hvqcodec.errors import HvqError, TruncatedFile
 
 FORMAT = "HVQ"
 
@@ -22,30 +27,51 @@ class HvqImageFile(ImageFile.ImageFile):
     format_description = "hvqcodec learned image"
 
     def _open(self) -> None:
-        # The magic matched in _accept, so a bad file is ours to describe: HvqError propagates.
-        header = container.unpack(self.fp.read())
+        # The magic matched in _accept, so a bad header is ours to describe: HvqError propagates.
+        header = container.read_header(self.fp)
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["hvq_model_id"] = header.model_id
         self.info["quality"] = header.quality
-        self.info.update(metadata_info(header))
+        # Metadata sits after the streams: seek over them. A file still arriving has no
+        # chunks yet; load() reopens nothing, so they are read again once it is complete.
+        self.fp.seek(header.streams_end)
+        tail = self.fp.read()
+        try:
+            chunks = container.read_chunks(tail[:-4]) if len(tail) >= 4 else {}
+        except TruncatedFile:
+            chunks = {}
+        self.info.update(metadata_info(container.HvqFile(0, 0, 0, 0, [], chunks)))
         # Nothing is decoded until load(): the tile hands the whole file to HvqDecoder.
         self.tile = [ImageFile._Tile(FORMAT, (0, 0, *self.size), 0, None)]
+
+    def load_read(self, read_bytes: int) -> bytes:
+        # Its presence tells ImageFile.Parser to collect the whole file and decode on close(),
+        # as the codec needs every stream; ImageFile.load never calls it for this decoder.
+        return self.fp.read(read_bytes)
+
+    def verify(self) -> None:
+        """Check the whole file's structure and CRC32 without decoding; HvqError if damaged."""
+        self.fp.seek(0)
+        container.unpack(self.fp.read())
+        super().verify()
 
 
 class HvqDecoder(ImageFile.PyDecoder):
     _pulls_fd = True
 
     def decode(self, buffer: bytes) -> tuple[int, int]:
-        assert self.fd is not None
+        if self.fd is None:
+            raise HvqError("the hvq decoder reads whole files")
         self.fd.seek(0)
-        image = default_codec().decode(self.fd.read())
+        data = self.fd.read()
+        image = resolve(None, data).decode(data)
         self.set_as_raw(image.tobytes())
         return -1, 0
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    fp.write(default_codec().encode(im, quality=im.encoderinfo.get("quality")))
+    fp.write(resolve(None).encode(im, quality=im.encoderinfo.get("quality")))
 
 
 def register() -> None:

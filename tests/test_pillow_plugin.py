@@ -7,16 +7,24 @@ import hvqcodec
 from tests.conftest import IMAGES
 
 
-def test_save_open_load_thumbnail_convert(tmp_path):
+def test_save_open_load_thumbnail_convert(tmp_path, monkeypatch):
     src = Image.open(IMAGES / "dog.png")
     path = tmp_path / "dog.hvq"
     src.save(path)  # format from the extension
     assert path.read_bytes()[:3] == b"HVQ"
 
+    decodes = []
+    real = hvqcodec.Codec.decode_detailed
+    monkeypatch.setattr(
+        hvqcodec.Codec,
+        "decode_detailed",
+        lambda self, *a, **k: decodes.append(1) or real(self, *a, **k),
+    )
     im = Image.open(path)
     assert im.format == "HVQ" and im.size == (160, 272) and im.mode == "RGB"
-    assert im.tile  # lazy: header parsed, nothing decoded yet
+    assert not decodes  # lazy: header parsed, nothing decoded yet
     im.load()
+    assert len(decodes) == 1
     expected = np.asarray(hvqcodec.decode(path.read_bytes()))
     np.testing.assert_array_equal(np.asarray(im), expected)
 

@@ -73,8 +73,10 @@ def test_unsupported_quality_raises(tiny_codec, dog):
         tiny_codec.encode(dog, quality=75)
 
 
-def test_hvqerror_is_a_valueerror():
-    assert issubclass(HvqError, ValueError)
+def test_bad_input_raises_an_hvqerror_that_callers_can_catch_as_valueerror(tiny_codec):
+    with pytest.raises(ValueError, match="bad magic") as e:
+        tiny_codec.decode(b"GIF89a" + bytes(20))
+    assert type(e.value) is HvqError
 
 
 def test_codec_at_zero_lambda_picks_the_nearest_codes(tiny_codec, dog):
