@@ -1,0 +1,264 @@
+"""Train an hvq-v3 model end to end on distortion + lambda * rate: only the loop.
+
+    python -m hvqcodec.train_rd --data ../shared/data/train --out runs/v3
+    python -m hvqcodec.train_rd --data ../shared/data/train --out runs/v3 --minutes 30
+    python -m hvqcodec.train_rd --data ../shared/data/train --out runs/v3b --init-from ckpt.pt
+
+One phase: the transforms, the VQ levels, the gain vectors and the VQ priors learn together
+(`hvqcodec.vq_hyperprior`), each sample at a random quality. The photos named in
+configs/validation.txt are held out; every `eval_minutes` the model is measured on them at
+every quality (PSNR and the exact cost of the rounded symbols under the float model) and the
+row goes to OUT/log.jsonl with the CPU time spent so far.
+
+OUT/checkpoint.pt describes itself (config, weights, optimizer, step, CPU seconds, RNG and data
+position) and the run resumes from it when started again, after nanoGPT. `--compact PATH`
+writes the fp16 weights with the config and counters alone, small enough to commit;
+`--init-from` starts a new run from one (fresh optimizer, warm-up), which is how a campaign
+moves from machine to machine.
+"""
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from hvqcodec.metrics import psnr_from_mse
+from hvqcodec.train import IMAGE_SUFFIXES, Cluster, Sampler, random_crops
+from hvqcodec.vq_hyperprior import STRIDE, VQHyperprior, VQHyperpriorConfig
+
+VALIDATION_LIST = Path(__file__).resolve().parent.parent / "configs" / "validation.txt"
+EVAL_SIDE = 512  # validation photos are centre-cropped to at most this, a multiple of STRIDE
+
+
+@dataclass
+class RDTrainConfig:
+    data: str = ""
+    out: str = "runs/hvq-v3"
+    batch_size: int = 8
+    crop: int = 192
+    lr: float = 2e-4
+    warmup: int = 200
+    minutes: float = 0.0  # stop after this many minutes of this invocation (0: no limit)
+    max_steps: int = 0  # stop at this total step (0: no limit)
+    eval_minutes: float = 15.0  # CPU minutes of training between validation rows
+    checkpoint_seconds: float = 180.0
+    bf16: bool = True  # autocast; quantizers, GDN pools and likelihoods stay float32
+    threads: int = 0
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 25
+    init_from: str = ""  # a compact or full checkpoint to start from
+    model: dict = field(default_factory=lambda: VQHyperpriorConfig().to_dict())
+
+
+def validation_names(path: Path = VALIDATION_LIST) -> list[str]:
+    return [s for s in path.read_text().split() if not s.startswith("#")] if path.exists() else []
+
+
+def split_photos(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """(training photos, validation photos) of a folder; the validation list is held out."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    held = set(validation_names())
+    return [p for p in paths if p.name not in held], [p for p in paths if p.name in held]
+
+
+def decode(paths: list[Path]) -> list[torch.Tensor]:
+    """Photos as (3, H, W) uint8 tensors, decoded once so no core decodes during training."""
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
+        out.append(torch.from_numpy(rgb).permute(2, 0, 1))
+    return out
+
+
+def centre_crop(img: torch.Tensor, side: int = EVAL_SIDE) -> torch.Tensor:
+    h, w = (min(side, s) // STRIDE * STRIDE for s in img.shape[1:])
+    y, x = (img.shape[1] - h) // 2, (img.shape[2] - w) // 2
+    return img[:, y : y + h, x : x + w]
+
+
+@torch.no_grad()
+def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
+    """Mean bpp and PSNR at every trained quality, and the preview's PSNR, in float32."""
+    was = model.training
+    model.eval()
+    levels = len(model.config.lambdas)
+    rows = [{"bpp": 0.0, "psnr": 0.0} for _ in range(levels)]
+    preview = 0.0
+    for img in images:
+        x = (centre_crop(img).float() / 255)[None].to(device)
+        pixels = x.shape[2] * x.shape[3]
+        for q in range(levels):
+            out = model(x, torch.tensor([q], device=device))
+            mse = F.mse_loss(out.reconstruction.clamp(0, 1), x).item()
+            rows[q]["bpp"] += sum(b.item() for b in out.bits.values()) / pixels / len(images)
+            rows[q]["psnr"] += psnr_from_mse(mse, 1.0) / len(images)
+        mse = F.mse_loss(model.preview(x).clamp(0, 1), x).item()
+        preview += psnr_from_mse(mse, 1.0) / len(images)
+    model.train(was)
+    return {
+        "val_bpp": [round(r["bpp"], 4) for r in rows],
+        "val_psnr": [round(r["psnr"], 3) for r in rows],
+        "val_preview_psnr": round(preview, 3),
+    }
+
+
+def compact_state(model: VQHyperprior, cfg: RDTrainConfig, counters: dict) -> dict:
+    """fp16 weights, the config and the counters: what a campaign commits between sessions."""
+    state = {
+        k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()
+    }
+    return {"format": "hvqcodec-rd-checkpoint/1", "config": asdict(cfg), "model": state,
+            **counters}  # fmt: skip
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    if ck is not None:
+        cfg.model = ck["config"]["model"]
+    elif cfg.init_from:
+        init = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+        cfg.model = init["config"]["model"]
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cluster = Cluster(cfg.device)
+    device = cluster.device
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = VQHyperprior(VQHyperpriorConfig.from_dict(cfg.model))
+    counters = {"step": 0, "cpu_seconds": 0.0, "last_eval": 0.0, "steps_before": 0}
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sampler_state, warm_from = None, 0
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        counters = ck["counters"]
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        sampler_state = ck["sampler"]
+        print(f"resumed {ckpt_path} at step {counters['step']}", flush=True)
+    elif cfg.init_from:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in init["model"].items()})  # fmt: skip
+        counters = {k: init[k] for k in counters}
+        warm_from = counters["step"]
+        print(f"initialised from {cfg.init_from} at step {warm_from}; fresh optimizer", flush=True)
+    model.to(device).train()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    train_paths, val_paths = split_photos(cfg.data)
+    t0 = time.time()
+    images, val_images = decode(train_paths), decode(val_paths)
+    print(f"{len(images)} training and {len(val_images)} validation photos decoded in "
+          f"{time.time() - t0:.0f} s", flush=True)  # fmt: skip
+    sampler = Sampler(len(images), cluster, cfg.seed)
+    if sampler_state:
+        sampler.load_state_dict(sampler_state)
+    levels = len(model.config.lambdas)
+    pixels = cfg.crop**2
+
+    def save() -> None:
+        atomic_save(
+            {"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "counters": counters, "generator": gen.get_state(),
+             "torch_rng": torch.get_rng_state(), "sampler": sampler.state_dict()},
+            ckpt_path,
+        )  # fmt: skip
+
+    def log(row: dict) -> None:
+        row = {"step": counters["step"], "cpu_hours": round(counters["cpu_seconds"] / 3600, 4),
+               **row}  # fmt: skip
+        with open(log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+
+    if counters["step"] == 0 and ck is None:
+        log(validate(model, val_images, device))
+    start, last_save = time.time(), time.time()
+    while True:
+        if cfg.minutes and time.time() - start > 60 * cfg.minutes:
+            break
+        if cfg.max_steps and counters["step"] >= cfg.max_steps:
+            break
+        t = time.time()
+        since = counters["step"] - warm_from
+        lr = cfg.lr * min(1.0, (since + 1) / cfg.warmup) if ck is None or warm_from else cfg.lr
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = random_crops(images, sampler.take(cfg.batch_size), cfg.crop, gen).to(device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        quality = torch.randint(levels, (len(x),), generator=gen).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            o = model(x, quality)
+        mse = (o.reconstruction.float() - x).pow(2).flatten(1).mean(1)
+        bpp = sum(o.bits.values()) / pixels
+        loss = (model.lambdas[quality] * 255**2 * mse + bpp).mean() + o.commit_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        counters["step"] += 1
+        counters["cpu_seconds"] += time.time() - t
+        if counters["step"] % cfg.log_every == 0:
+            row = {"loss": round(loss.item(), 4), "lr": lr, "sec_per_step": round(time.time() - t, 3)}
+            row.update({f"bpp_{k}": round(v.mean().item() / pixels, 4) for k, v in o.bits.items()})
+            row.update({f"perplexity_{k}": round(v.item(), 1) for k, v in o.perplexity.items()})
+            log(row)
+        if counters["cpu_seconds"] - counters["last_eval"] >= 60 * cfg.eval_minutes:
+            counters["last_eval"] = counters["cpu_seconds"]
+            log(validate(model, val_images, device))
+        if time.time() - last_save > cfg.checkpoint_seconds:
+            save()
+            last_save = time.time()
+    log(validate(model, val_images, device))
+    save()
+    if compact:
+        atomic_save(compact_state(model, cfg, counters), Path(compact))
+        print(f"wrote {compact}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    defaults = RDTrainConfig()
+    for f in fields(RDTrainConfig):
+        if f.name == "model":
+            continue
+        default = getattr(defaults, f.name)
+        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
+                       help=f"default {default!r}")  # fmt: skip
+    p.add_argument("--model-json", help="JSON overrides of the model config (new runs only)")
+    p.add_argument("--compact", help="at the end, also write a compact fp16 checkpoint here")
+    args = p.parse_args(argv)
+    cfg = RDTrainConfig(**{f.name: getattr(args, f.name) for f in fields(RDTrainConfig)
+                           if f.name != "model"})  # fmt: skip
+    if args.model_json:
+        cfg.model = {**cfg.model, **json.loads(args.model_json)}
+    if not cfg.data:
+        p.error("--data is required")
+    train(cfg, args.compact)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The hvq-v3 model: VQ levels as side information for a scalar fine level.
+
+    pixels --analysis--> fine latent y (stride 16)
+           --hyper analysis--> VQ codes: top (stride 64), middle (stride 32)
+    top, middle --PixelCNN priors (`hvqcodec.priors`)--> their own probabilities
+    top, middle --hyper synthesis--> mean and scale of every fine symbol
+    y * gain(quality) - mean * gain --round--> fine symbols (Gaussian tables)
+    (symbols + mean * gain) * inverse gain --synthesis--> pixels
+
+The two VQ levels play the part of a hyperprior (Balle et al. 2018), coded by the same
+wavefront PixelCNN priors as every VQ level of hvqcodec; the fine level is coded with the
+discretized Gaussians of `hvqcodec.entropy_models`. Rate is set by gain vectors
+(`hvqcodec.layers.gain`): one set of weights covers every quality, and the VQ levels do not
+depend on it, so a file's first two streams are the same at every quality and decode alone as
+a preview (the synthesis of the predicted mean).
+
+Training minimises lambda(q) * 255^2 * MSE + bits per pixel, with a random quality q per
+sample; the priors' cross-entropy of the VQ codes is part of the rate.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hvqcodec import entropy_models
+from hvqcodec.layers import VectorQuantizer
+from hvqcodec.layers.gain import GainUnits
+from hvqcodec.priors import LevelPrior, PriorConfig
+from hvqcodec.transforms import HyperAnalysis, HyperSynthesis, analysis, synthesis
+
+VQ_LEVELS = ("top", "middle")
+STREAMS = VQ_LEVELS + ("fine",)
+STRIDES = {"top": 64, "middle": 32, "fine": 16}
+STRIDE = 64  # image sides are padded to a multiple of the coarsest level's stride
+
+
+def _lambdas(low: float = 4e-4, high: float = 0.05, n: int = 6) -> tuple[float, ...]:
+    return tuple(low * (high / low) ** (i / (n - 1)) for i in range(n))
+
+
+@dataclass
+class VQHyperpriorConfig:
+    channels: int = 128  # N of the analysis and synthesis transforms
+    latent: int = 192  # M, channels of the fine latent
+    hyper_channels: int = 192
+    code_dim: int = 32
+    codebook_sizes: tuple[int, int] = (512, 256)  # top, middle
+    activation: str = "gdn"  # gdn, gdn1 or relu (`hvqcodec.transforms`)
+    upsample: str = "deconv"  # deconv or subpixel
+    attention: bool = True  # CBAM in the encoder at stride 8
+    # The rate-distortion weight of each trained quality, lowest rate first (CompressAI's
+    # convention: lambda * 255^2 * MSE + bpp). One gain vector per entry.
+    lambdas: tuple[float, ...] = field(default_factory=_lambdas)
+    prior: dict = field(default_factory=lambda: PriorConfig().to_dict())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VQHyperpriorConfig":
+        d = dict(d)
+        d["codebook_sizes"] = tuple(d["codebook_sizes"])
+        d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+
+@dataclass
+class RDOutput:
+    reconstruction: torch.Tensor  # (B, 3, H, W), in [0, 1] before clamping
+    bits: dict[str, torch.Tensor]  # per stream, per sample (B,)
+    commit_loss: torch.Tensor
+    indices: dict[str, torch.Tensor]
+    perplexity: dict[str, torch.Tensor]
+
+
+class VQHyperprior(nn.Module):
+    def __init__(self, config: VQHyperpriorConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or VQHyperpriorConfig()
+        self.analysis = analysis(cfg.channels, cfg.latent, cfg.activation, cfg.attention)
+        self.synthesis = synthesis(cfg.channels, cfg.latent, cfg.activation, cfg.upsample)
+        self.hyper_analysis = HyperAnalysis(cfg.latent, cfg.hyper_channels, cfg.code_dim)
+        self.hyper_synthesis = HyperSynthesis(cfg.latent, cfg.hyper_channels, cfg.code_dim)
+        self.quantizers = nn.ModuleDict(
+            {n: VectorQuantizer(k, cfg.code_dim) for n, k in zip(VQ_LEVELS, cfg.codebook_sizes)}
+        )
+        prior_cfg = PriorConfig.from_dict(cfg.prior)
+        top, middle = cfg.codebook_sizes
+        self.priors = nn.ModuleDict(
+            {
+                "top": LevelPrior(top, (), prior_cfg),
+                "middle": LevelPrior(middle, ((top, 2),), prior_cfg),
+            }
+        )
+        self.gains = GainUnits(len(cfg.lambdas), cfg.latent)
+        self.register_buffer("lambdas", torch.tensor(cfg.lambdas), persistent=False)
+
+    def side_information(self, y: torch.Tensor) -> tuple[dict, dict, torch.Tensor]:
+        """Fine latent -> (VQ quantizer outputs, quantized vectors, commitment loss). The
+        nearest-code search runs in float32 whatever the autocast."""
+        feats = self.hyper_analysis.features(y)
+        outs, quantized = {}, {}
+        for name in VQ_LEVELS:
+            z = self.hyper_analysis.latent(name, feats, quantized)
+            with torch.autocast(z.device.type, enabled=False):
+                outs[name] = self.quantizers[name](z.float())
+            quantized[name] = outs[name].quantized
+        commit = sum(o.commit_loss for o in outs.values())
+        return outs, quantized, commit
+
+    def prior_bits(self, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the VQ codes under their priors, in bits per sample (float32)."""
+        out, upper = {}, []
+        with torch.autocast(indices["top"].device.type, enabled=False):
+            for name in VQ_LEVELS:
+                prior = self.priors[name]
+                logits = prior.logits(indices[name], upper)
+                ce = F.cross_entropy(logits.permute(0, 3, 1, 2), indices[name], reduction="none")
+                out[name] = ce.flatten(1).sum(1) / math.log(2)
+                upper = upper + [indices[name]]
+        return out
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> RDOutput:
+        """Images in [0, 1], sides a multiple of 64; `quality` (B,) in 0..levels-1, fractional
+        allowed. In training the rate is the noisy proxy; in eval mode the rounded symbols'
+        exact cost under the float model."""
+        y = self.analysis(x * 2 - 1)
+        outs, quantized, commit = self.side_information(y)
+        indices = {n: o.indices for n, o in outs.items()}
+        bits = self.prior_bits(indices)
+        mean, log_scale = self.hyper_synthesis(quantized["top"], quantized["middle"])
+        gain, log_gain = self.gains.gain(quality), self.gains.log_gain(quality)
+        with torch.autocast(x.device.type, enabled=False):
+            y_g, mean_g = y.float() * gain, mean.float() * gain
+            log_scale_g = log_scale.float() + log_gain
+            centred = y_g - mean_g
+            rate_in = entropy_models.noisy(centred) if self.training else torch.round(centred)
+            bits["fine"] = entropy_models.bits(rate_in, log_scale_g).flatten(1).sum(1)
+            y_hat = (entropy_models.round_through(centred) + mean_g) * self.gains.inverse(quality)
+        reconstruction = (self.synthesis(y_hat) + 1) / 2
+        perplexity = {n: o.perplexity for n, o in outs.items()}
+        return RDOutput(reconstruction, bits, commit, indices, perplexity)
+
+    def preview(self, x: torch.Tensor) -> torch.Tensor:
+        """What the VQ levels alone decode to: the synthesis of the predicted mean."""
+        _, quantized, _ = self.side_information(self.analysis(x * 2 - 1))
+        mean, _ = self.hyper_synthesis(quantized["top"], quantized["middle"])
+        return (self.synthesis(mean) + 1) / 2
