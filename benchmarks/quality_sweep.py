@@ -2,7 +2,7 @@
 photos (never on the test set): the measurements behind a model's quality table.
 
     python -m benchmarks.quality_sweep --images ../shared/data/train --count 16 \
-        --stages 0 1 2 3 4 5 6 --lambdas 0 0.5 --out benchmarks/results/quality_sweep.json
+        --stages 0 1 2 3 4 --lambdas 0 0.5 --out benchmarks/results/quality_sweep.json
 """
 
 import argparse
@@ -10,17 +10,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from hvqcodec import Codec
 from hvqcodec.evaluate import msssim
+from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 
 
-def center_crop(img: Image.Image, width: int, height: int) -> Image.Image:
-    left, top = max(0, (img.width - width) // 2), max(0, (img.height - height) // 2)
-    return img.crop((left, top, left + min(width, img.width), top + min(height, img.height)))
+def center_crop(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    h, w = min(height, rgb.shape[0]), min(width, rgb.shape[1])
+    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+    return rgb[top : top + h, left : left + w]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,10 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     codec = Codec(args.model)
     stages = args.stages or range(codec.model.vqvae.config.bottom_stages + 1)
-    paths = sorted(args.images.glob("*.*"))
-    paths = [q for q in paths if q.suffix.lower() in (".png", ".jpg", ".webp")]
+    paths = image_paths(args.images)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.count).astype(int)]
-    images = [np.asarray(center_crop(Image.open(q).convert("RGB"), *args.crop)) for q in paths]
+    images = [center_crop(load_rgb(q).rgb, *args.crop) for q in paths]
     rows = []
     for n in stages:
         for lam in args.lambdas:

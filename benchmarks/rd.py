@@ -22,6 +22,7 @@ from tqdm import tqdm
 from benchmarks.codecs import BenchCodec, all_codecs, pillow_codec
 from hvqcodec import Codec
 from hvqcodec.evaluate import msssim
+from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 
@@ -68,7 +69,7 @@ def run(images: list[Path], codecs: dict[str, BenchCodec], log: Path) -> list[di
         for codec, setting, path in tqdm(jobs, desc="rd", unit="encode"):
             if path not in cache:
                 cache.clear()
-                cache[path] = np.asarray(Image.open(path).convert("RGB"))
+                cache[path] = load_rgb(path).rgb
             row = {"codec": codec.name, "setting": setting, "image": path.name}
             if codec.version:
                 row["version"] = codec.version
@@ -172,7 +173,7 @@ def visual_comparison(
     """The same crop from hvqcodec and JPEG, WebP, AVIF at the bpp closest to hvqcodec's."""
     from PIL import ImageDraw
 
-    rgb = np.asarray(Image.open(image).convert("RGB"))
+    rgb = load_rgb(image).rgb
     ours = codecs[OURS]
     target = 8 * len(ours.encode(rgb, ours.settings[-1])) / (rgb.shape[0] * rgb.shape[1])
     tiles = [("original", rgb, None)]
@@ -211,7 +212,7 @@ AGREEMENT = {"JPEG": "JPEG (CompressAI)", "WebP": "WebP (CompressAI)",
 def compressai_jpeg_curve(images: list[Path], settings: list) -> list[dict]:
     """Mean bpp and PSNR of Pillow JPEG at `quality` alone, as CompressAI measures it."""
     jpeg = pillow_codec("JPEG", "JPEG", settings, lambda q: {"quality": q})
-    originals = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+    originals = [load_rgb(p).rgb for p in images]
     points = []
     for q in settings:
         coded = [(rgb, jpeg.encode(rgb, q)) for rgb in originals]
@@ -258,10 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--visual", default="kodim23.png", help="image for the visual comparison")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    images = sorted(q for q in args.images.iterdir() if q.suffix.lower() in (".png", ".ppm"))
+    images = image_paths(args.images)
     images = images[: args.limit] if args.limit else images
-    if not images:
-        raise SystemExit(f"no .png or .ppm images in {args.images}")
     codecs = all_codecs(Codec(args.model), small=args.small)
     rows = run(images, codecs, args.out / "rd.jsonl")
     rows = [r for r in rows if r["codec"] in codecs and r["image"] in {q.name for q in images}]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hvqcodec.train import card_markdown
+from hvqcodec.model_card import card_markdown
 
 
 def _met(value: float, op: str, target: float) -> str:

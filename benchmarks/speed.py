@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hvqcodec.evaluate import cpu_model
+from hvqcodec.model_card import cpu_model
 from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 
 SIZES = {

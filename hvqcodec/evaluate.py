@@ -5,29 +5,16 @@ MS-SSIM comes from pytorch-msssim (Wang, Simoncelli, Bovik, "Multiscale structur
 for image quality assessment", 2003), installed with the `bench` and `train` extras.
 """
 
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from hvqcodec.codec import Codec
+from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
-
-EVAL_SUFFIXES = (".png", ".ppm")
-
-
-def cpu_model() -> str:
-    """The CPU's model name, for model cards and benchmark reports."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from hvqcodec.model_card import cpu_model
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,7 +31,7 @@ def measure(
 ) -> dict:
     """Encode and decode one image, and preview it; bpp from the real file size. Writes the
     .hvq to `files`."""
-    original = np.asarray(Image.open(path).convert("RGB"))
+    original = load_rgb(path).rgb
     t0 = time.perf_counter()
     enc = codec.encode_detailed(original, quality)
     t1 = time.perf_counter()
@@ -111,12 +98,10 @@ def summarize(rows: list[dict], codebook_sizes: dict[str, int]) -> dict:
 def evaluate(
     codec: Codec, folder: Path, files: Path | None = None, log=print, quality: int | None = None
 ) -> dict:
-    """Every .png/.ppm image of a folder through the codec at one quality (default: the
-    codec's): per-image rows and their summary."""
+    """Every image of a folder through the codec at one quality (default: the codec's):
+    per-image rows and their summary."""
     quality = codec.default_quality if quality is None else quality
-    paths = sorted(q for q in Path(folder).iterdir() if q.suffix.lower() in EVAL_SUFFIXES)
-    if not paths:
-        raise SystemExit(f"no .png or .ppm images in {folder}")
+    paths = image_paths(folder)
     if files is not None:
         files.mkdir(parents=True, exist_ok=True)
     codec.encode(np.zeros((64, 64, 3), np.uint8))  # warm-up, so the first image is timed fairly

@@ -1,15 +1,21 @@
-"""Pixels in and out: whatever the user hands over becomes an (H, W, 3) uint8 array."""
+"""Pixels in and out: whatever the user hands over becomes an (H, W, 3) uint8 array. Also the
+folders of photos that training, evaluation and the benchmarks read, through the same loader."""
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hvqcodec.errors import HvqError
+from hvqcodec.vqvae import pad_to_stride
 
 ImageInput = Image.Image | np.ndarray | str | Path
 ORIENTATION = 0x0112  # EXIF tag
+# What counts as a photo where a folder stands for its images.
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -103,3 +109,39 @@ def load_rgb(image: ImageInput) -> Pixels:
             raise HvqError(f"empty image: shape {image.shape}")
         return Pixels(np.ascontiguousarray(image))
     raise HvqError(f"cannot encode a {type(image).__name__}: pass a PIL image, array or path")
+
+
+def image_paths(folder: str | Path) -> list[Path]:
+    """The photos in a folder (by suffix, not in subfolders), in name order. None is a
+    SystemExit: the callers are scripts, for which that is the whole answer."""
+    paths = sorted(
+        p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not paths:
+        raise SystemExit(f"no images ({' '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return paths
+
+
+def load_photos(paths: Iterable[str | Path]) -> list[torch.Tensor]:
+    """Photos as (3, H, W) uint8 tensors, decoded once into memory for training; the pixels are
+    those the codec would encode (`load_rgb`)."""
+    # The copy: torch wants a writable array, and Pillow's are read-only.
+    return [torch.from_numpy(load_rgb(p).rgb.copy()).permute(2, 0, 1) for p in paths]
+
+
+def random_crops(
+    images: Sequence[torch.Tensor], indices: list[int], size: int, gen: torch.Generator
+) -> torch.Tensor:
+    """A random size x size crop of each chosen image with random horizontal flips, in [0, 1]."""
+    out = []
+    for i in indices:
+        img = images[i]
+        if min(img.shape[1:]) < size:
+            img = pad_to_stride(img[None].float(), size)[0]
+        y = int(torch.randint(img.shape[1] - size + 1, (1,), generator=gen))
+        x = int(torch.randint(img.shape[2] - size + 1, (1,), generator=gen))
+        crop = img[:, y : y + size, x : x + size]
+        if bool(torch.rand(1, generator=gen) < 0.5):
+            crop = crop.flip(-1)
+        out.append(crop)
+    return torch.stack(out).float() / 255

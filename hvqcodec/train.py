@@ -11,12 +11,17 @@ it, and each invocation's overrides are logged to OUT/invocations.jsonl.
 
 The run resumes exactly from `OUT/checkpoint.pt` whenever it is started again: the checkpoint
 holds its own config, weights, optimizer, step, every rank's RNG state and data position (after
-nanoGPT), so 2N steps equal N steps, a stop, and N more. Under torchrun, training runs with
+nanoGPT), so 2N steps equal N steps, a stop, and N more; the file and flags may change any
+setting except those the checkpoint fixes (`train_config.CHECKPOINT_FIXES`: architecture, seed,
+starting weights), whose overrides are dropped with a warning. Under torchrun, training runs with
 DistributedDataParallel (gloo on CPU, NCCL on GPU); each rank reads its shard of the data
 through a DistributedSampler, and the quantizers all-reduce their codebook statistics so that
 every rank holds identical codebooks (checked at the end). At the end rank 0 writes
 OUT/MODEL_CARD.md, evaluated on `eval_images` with the benchmark code; `--export` writes the
 weights file the codec ships.
+
+This module is the loop; around it are `train_config` (settings and resume rules),
+`distributed` (Cluster, Sampler), `image_io` (the photos and their crops) and `model_card`.
 """
 
 import hashlib
@@ -26,191 +31,21 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from PIL import Image, ImageOps
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 
+from hvqcodec.distributed import Cluster, Sampler
+from hvqcodec.image_io import image_paths, load_photos, random_crops
 from hvqcodec.layers.residual_quantize import dropout_stages
 from hvqcodec.metrics import psnr_from_mse
+from hvqcodec.model_card import card_markdown, hardware, model_card, plot_log
 from hvqcodec.models import build_model, hash_state, keep_stages, pack_weights
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
+from hvqcodec.train_config import TABLES, TrainConfig, flag, read_config_file, resolve_config
 from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig, pad_to_stride, stream_stride
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
-
-
-@dataclass
-class TrainConfig:
-    data: str = ""
-    out: str = "runs/hvq"
-    vq_steps: int = 4000
-    prior_steps: int = 2000
-    batch_size: int = 8  # per rank
-    crop: int = 192
-    lr: float = 4e-4
-    prior_lr: float = 1e-3
-    prior_batch_size: int = 16  # per rank
-    prior_crop: int = 8  # top-level code positions; middle and bottom crops are 2x and 4x
-    warmup: int = 200
-    seed: int = 0
-    log_every: int = 25
-    checkpoint_seconds: float = 180.0
-    threads: int = 0  # 0: torch's default
-    device: str = "auto"  # auto (cuda if present), cpu, cuda
-    vqvae_from: str = ""  # checkpoint whose autoencoder to reuse; trains only the priors
-    # Checkpoint or weights file to start from; parts the architecture adds start fresh.
-    init_from: str = ""
-    # Quantizer dropout: the share of samples that keep a random prefix of the bottom stages
-    # (the others keep all), and the share of those that keep none.
-    quantizer_dropout: float = 1.0
-    no_bottom_rate: float = 0.0
-    eval_images: str = ""  # folder the model card is evaluated on (e.g. Kodak); "" skips it
-    model: dict = field(default_factory=lambda: VQVAEConfig().to_dict())
-    prior: dict = field(default_factory=lambda: PriorConfig().to_dict())
-
-
-def read_config_file(path: str | Path) -> dict:
-    """A TOML or JSON file of TrainConfig fields; `[model]` and `[prior]` tables override the
-    architecture's defaults key by key."""
-    path = Path(path)
-    text = path.read_text()
-    if path.suffix == ".toml":
-        import tomllib
-
-        values = tomllib.loads(text)
-    else:
-        values = json.loads(text)
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = set(values) - known
-    if unknown:
-        raise SystemExit(f"{path}: unknown settings {sorted(unknown)}")
-    return values
-
-
-def make_config(file_values: dict, overrides: dict, saved: dict | None = None) -> TrainConfig:
-    """Defaults, then a resumed run's own saved config, then the config file, then flags."""
-    cfg = TrainConfig()
-    for values in (saved or {}, file_values, overrides):
-        for k, v in values.items():
-            if k in ("model", "prior"):
-                setattr(cfg, k, {**getattr(cfg, k), **v})
-            else:
-                setattr(cfg, k, v)
-    return cfg
-
-
-class Cluster:
-    """This process's place in a torchrun job; rank 0 of 1 when started without torchrun."""
-
-    def __init__(self, device: str = "auto") -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(f"cuda:{local}" if device == "cuda" else device)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """DDP for training; buffers stay rank-local (the quantizers synchronise their own)."""
-        if self.world == 1:
-            return module
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
-
-    def gather(self, obj) -> list:
-        """`obj` of every rank, in rank order (on every rank)."""
-        if self.world == 1:
-            return [obj]
-        out = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def agree(self, flag: bool) -> bool:
-        """Rank 0's decision, on every rank (e.g. whether a checkpoint is due by its clock)."""
-        return bool(self.gather(flag)[0])
-
-    def close(self, *, failed: bool = False) -> None:
-        """Leave the job. On success wait for every rank first, so that no rank tears down its
-        connections while another still uses them; after a failure (other ranks may be inside
-        a different collective) leave at once."""
-        if self.world > 1 and dist.is_initialized():
-            if not failed:
-                dist.barrier()
-            dist.destroy_process_group()
-
-
-class Sampler:
-    """Indices this rank trains on: DistributedSampler's shard of a fresh shuffle each epoch,
-    read one batch at a time; its position is part of the checkpoint."""
-
-    def __init__(self, n: int, cluster: Cluster, seed: int) -> None:
-        self.inner = DistributedSampler(
-            range(n), num_replicas=cluster.world, rank=cluster.rank, shuffle=True, seed=seed
-        )
-        self.epoch, self.offset, self.order = 0, 0, None
-
-    def take(self, k: int) -> list[int]:
-        out = []
-        while len(out) < k:
-            if self.order is None:
-                self.inner.set_epoch(self.epoch)
-                self.order = list(self.inner)
-            if self.offset == len(self.order):
-                self.epoch, self.offset, self.order = self.epoch + 1, 0, None
-                continue
-            out.append(self.order[self.offset])
-            self.offset += 1
-        return out
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "offset": self.offset}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.offset, self.order = state["epoch"], state["offset"], None
-
-
-def load_images(folder: str | Path) -> list[torch.Tensor]:
-    """Every readable photo in a folder as a (3, H, W) uint8 tensor, decoded once into memory."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise SystemExit(f"no images found in {folder}")
-    images = []
-    for p in paths:
-        with Image.open(p) as im:
-            rgb = ImageOps.exif_transpose(im).convert("RGB")
-        images.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))
-    return images
-
-
-def random_crops(images, indices: list[int], size: int, gen: torch.Generator) -> torch.Tensor:
-    """A random size x size crop of each chosen image with random horizontal flips, in [0, 1]."""
-    out = []
-    for i in indices:
-        img = images[i]
-        if min(img.shape[1:]) < size:
-            img = pad_to_stride(img[None].float(), size)[0]
-        y = int(torch.randint(img.shape[1] - size + 1, (1,), generator=gen))
-        x = int(torch.randint(img.shape[2] - size + 1, (1,), generator=gen))
-        crop = img[:, y : y + size, x : x + size]
-        if bool(torch.rand(1, generator=gen) < 0.5):
-            crop = crop.flip(-1)
-        out.append(crop)
-    return torch.stack(out).float() / 255
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -243,15 +78,13 @@ class Run:
         self.ckpt_path = self.out / "checkpoint.pt"
         self.log_path = self.out / "log.jsonl"
         self.stop_after: int | None = None
-        # The architecture of a run is fixed by its first checkpoint, and an autoencoder
-        # reused from another run brings its own config.
+        # `cfg` comes from `resolve_config`: it already has the architecture of the checkpoint
+        # resumed from, or of the autoencoder reused from another run.
         ck = reused = None
         if self.ckpt_path.exists():
             ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-            cfg.model, cfg.prior = ck["config"]["model"], ck["config"]["prior"]
         elif cfg.vqvae_from:
             reused = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)
-            cfg.model = reused["config"]["model"]
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.gen = torch.Generator().manual_seed(cfg.seed + self.cluster.rank)
         self.vqvae = HierarchicalVQVAE(VQVAEConfig.from_dict(cfg.model))
@@ -477,7 +310,7 @@ class Run:
 
     def run(self) -> bool:
         """Train both phases; False when `stop_after` stopped it first."""
-        images = load_images(self.cfg.data)
+        images = load_photos(image_paths(self.cfg.data))
         print(f"{len(images)} images loaded", flush=True)
         try:
             if self.phase == "vqvae":
@@ -521,7 +354,8 @@ class Run:
             os.replace(tmp, export)
             print(f"wrote {export}", flush=True)
         plot_log(self.log_path, self.out / "training.png")
-        card = model_card(self.out, self.n_images, command, self.cluster)
+        machine = hardware(self.cluster.device, self.cluster.world)
+        card = model_card(asdict(self.cfg), self.log_path, self.n_images, command, machine)
         card["name"] = name
         if self.cfg.eval_images:
             from hvqcodec.codec import Codec
@@ -534,108 +368,6 @@ class Run:
         print(f"wrote {self.out / 'MODEL_CARD.md'}", flush=True)
 
 
-def model_card(run_dir: Path, n_images: int, command: str, cluster: Cluster) -> dict:
-    """What a model card needs to know about a finished run, read from its files."""
-    from hvqcodec.evaluate import cpu_model
-
-    rows = [json.loads(line) for line in open(run_dir / "log.jsonl")]
-    vq = [r for r in rows if r["phase"] == "vqvae"]
-    pr = [r for r in rows if r["phase"] == "priors"]
-    ck = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    vq_seconds = vq[-1]["elapsed"] if vq else 0.0
-    if cluster.device.type == "cuda":
-        hardware = f"{cluster.world} x {torch.cuda.get_device_name(cluster.device)}"
-    else:
-        hardware = f"{cluster.world} x {cpu_model()}, {torch.get_num_threads()} torch threads"
-    return {
-        "command": command,
-        "data": ck["config"]["data"],
-        "images": n_images,
-        "config": ck["config"],
-        "vq_steps": vq[-1]["step"] if vq else 0,
-        "prior_steps": pr[-1]["step"] if pr else 0,
-        "vq_train_seconds": vq_seconds,
-        "prior_train_seconds": (pr[-1]["elapsed"] - vq_seconds) if pr else 0.0,
-        "final_train_psnr_mean_last_10": sum(r["psnr"] for r in vq[-10:]) / max(1, len(vq[-10:])),
-        "final_prior_bpp_mean_last_10": sum(r["bpp"] for r in pr[-10:]) / max(1, len(pr[-10:])),
-        "hardware": hardware,
-        "torch": torch.__version__,
-    }
-
-
-def card_markdown(card: dict, level: int = 1) -> str:
-    """The model card as Markdown, from `model_card`'s dict (plus `evaluation`, `notes`), its
-    title a heading of `level` (0: no title, as where the README embeds it)."""
-    cfg = card["config"]
-    lines = [f"{'#' * level} Model card: {card.get('name', '?')}", ""] if level else []
-    lines += [
-        f"- Command: `{card['command']}`",
-        f"- Data: `{card['data']}`, {card['images']} photos; random {cfg['crop']}x{cfg['crop']} "
-        "crops for the autoencoder, aligned code-map crops for the priors.",
-        f"- Steps: {card['vq_steps']} autoencoder steps (batch {cfg['batch_size']} per rank), "
-        f"{card['prior_steps']} prior steps (batch {cfg['prior_batch_size']} per rank).",
-        f"- Time: {card['vq_train_seconds'] / 60:.0f} min autoencoder + "
-        f"{card['prior_train_seconds'] / 60:.0f} min priors of optimisation steps.",
-        f"- Hardware: {card['hardware']}; torch {card['torch']}.",
-        f"- End of training: PSNR {card['final_train_psnr_mean_last_10']:.2f} dB on training "
-        f"crops, prior rate {card['final_prior_bpp_mean_last_10']:.4f} bpp on training crops.",
-    ]
-    for note in card.get("notes", []):
-        lines.append(f"- Note: {note}")
-    ev = card.get("evaluation")
-    if ev:
-        m = ev["mean"]
-        lines += [
-            "",
-            f"{'#' * (level + 1) if level else '###'} Evaluation on `{ev['folder']}` "
-            f"({ev['images']} images; `hvqcodec.evaluate`, real file sizes)",
-            "",
-            "| bpp | PSNR (dB) | MS-SSIM | median encode (s) | median decode (s) |",
-            "|---|---|---|---|---|",
-            f"| {m['bpp']:.4f} | {m['psnr']:.2f} | {m['ms_ssim']:.4f} | "
-            f"{m['median_encode_s']:.2f} | {m['median_decode_s']:.2f} |",
-            "",
-            "| image | bpp | PSNR (dB) | MS-SSIM |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['image']} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['ms_ssim']:.4f} |"
-            for r in ev["rows"]
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def plot_log(log_path: Path, png_path: Path) -> None:
-    """Loss, PSNR, perplexity and prior bpp against step; skipped when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no training plot (pip install hvqcodec[train])")
-        return
-    rows = [json.loads(line) for line in open(log_path)]
-    vq = [r for r in rows if r["phase"] == "vqvae"]
-    pr = [r for r in rows if r["phase"] == "priors"]
-    fig, ax = plt.subplots(1, 4, figsize=(18, 4))
-    ax[0].plot([r["step"] for r in vq], [r["loss"] for r in vq])
-    ax[0].set(title="autoencoder loss", xlabel="step", yscale="log")
-    ax[1].plot([r["step"] for r in vq], [r["psnr"] for r in vq])
-    ax[1].set(title="training PSNR (dB)", xlabel="step")
-    streams = [k.removeprefix("perplexity_") for k in (vq[0] if vq else {}) if "perplexity_" in k]
-    for k in streams:
-        ax[2].plot([r["step"] for r in vq], [r[f"perplexity_{k}"] for r in vq], label=k)
-    ax[2].set(title="codebook perplexity per batch", xlabel="step")
-    if streams:  # a run that reused an autoencoder has no autoencoder rows
-        ax[2].legend()
-    ax[3].plot([r["step"] for r in pr], [r["bpp"] for r in pr])
-    ax[3].set(title="prior rate (bpp)", xlabel="step")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=80)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -644,15 +376,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", help="TOML or JSON file of settings; flags override it")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
-        if f.name in ("model", "prior"):
+        if f.name in TABLES:
             continue
         default = getattr(defaults, f.name)
-        p.add_argument(
-            "--" + f.name.replace("_", "-"), type=type(default), default=None,
-            help=f"default {default!r}",
-        )  # fmt: skip
-    p.add_argument("--model-json", help="JSON overrides for the autoencoder config")
-    p.add_argument("--prior-json", help="JSON overrides for the prior config")
+        p.add_argument(flag(f.name), type=type(default), default=None, help=f"default {default!r}")
+    p.add_argument(flag("model"), dest="model", help="JSON overrides for the autoencoder config")
+    p.add_argument(flag("prior"), dest="prior", help="JSON overrides for the prior config")
     p.add_argument("--export", help="after training, write the shipped weights file here")
     p.add_argument("--name", default="hvq-custom", help="model name stored in the weights file")
     p.add_argument(
@@ -665,28 +394,24 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {
         f.name: getattr(args, f.name)
         for f in fields(TrainConfig)
-        if f.name not in ("model", "prior") and getattr(args, f.name) is not None
+        if f.name not in TABLES and getattr(args, f.name) is not None
     }
     try:
-        if args.model_json:
-            overrides["model"] = json.loads(args.model_json)
-        if args.prior_json:
-            overrides["prior"] = json.loads(args.prior_json)
+        for name in TABLES:
+            if getattr(args, name):
+                overrides[name] = json.loads(getattr(args, name))
         file_values = read_config_file(args.config) if args.config else {}
     except (OSError, ValueError) as e:  # tomllib and json errors are ValueErrors
         p.error(f"cannot read the settings: {e}")
-    cfg = make_config(file_values, overrides)
-    checkpoint = Path(cfg.out) / "checkpoint.pt"
-    if checkpoint.exists():  # a resumed run keeps its settings unless told otherwise
-        # Memory-mapped: only the config is read here; `Run` reads the weights once.
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["config"]
-        known = {f.name for f in fields(TrainConfig)}
-        cfg = make_config(file_values, overrides, {k: v for k, v in saved.items() if k in known})
+    cfg, dropped = resolve_config(file_values, overrides, args.config)
     if not cfg.data:
         p.error("no data folder: set `data` in the config file or pass --data")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cluster = Cluster(cfg.device)
+    if cluster.main:
+        for warning in dropped:
+            print(warning, file=sys.stderr, flush=True)
     try:
         run = Run(cfg, cluster)
         run.stop_after = args.stop_after
@@ -699,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
                 "overrides": overrides,
                 "world": cluster.world,
             }
+            if dropped:
+                entry["dropped"] = dropped
             with open(run.out / "invocations.jsonl", "a") as f:
                 f.write(json.dumps(entry) + "\n")
         finished = run.run()

@@ -24,13 +24,12 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
 
+from hvqcodec.distributed import Cluster, Sampler
+from hvqcodec.image_io import image_paths, load_photos, random_crops
 from hvqcodec.metrics import psnr_from_mse
-from hvqcodec.train import IMAGE_SUFFIXES, Cluster, Sampler, random_crops
 from hvqcodec.vq_hyperprior import STRIDE, VQHyperprior, VQHyperpriorConfig
 
 VALIDATION_LIST = Path(__file__).resolve().parent.parent / "configs" / "validation.txt"
@@ -64,19 +63,8 @@ def validation_names(path: Path = VALIDATION_LIST) -> list[str]:
 
 def split_photos(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """(training photos, validation photos) of a folder; the validation list is held out."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    held = set(validation_names())
+    paths, held = image_paths(folder), set(validation_names())
     return [p for p in paths if p.name not in held], [p for p in paths if p.name in held]
-
-
-def decode(paths: list[Path]) -> list[torch.Tensor]:
-    """Photos as (3, H, W) uint8 tensors, decoded once so no core decodes during training."""
-    out = []
-    for p in paths:
-        with Image.open(p) as im:
-            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB")).copy()
-        out.append(torch.from_numpy(rgb).permute(2, 0, 1))
-    return out
 
 
 def centre_crop(img: torch.Tensor, side: int = EVAL_SIDE) -> torch.Tensor:
@@ -113,9 +101,7 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
 
 def compact_state(model: VQHyperprior, cfg: RDTrainConfig, counters: dict) -> dict:
     """fp16 weights, the config and the counters: what a campaign commits between sessions."""
-    state = {
-        k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()
-    }
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     return {"format": "hvqcodec-rd-checkpoint/1", "config": asdict(cfg), "model": state,
             **counters}  # fmt: skip
 
@@ -133,7 +119,9 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
-    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    ck = None
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     if ck is not None:
         cfg.model = ck["config"]["model"]
     elif cfg.init_from:
@@ -168,7 +156,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
         model = model.to(memory_format=torch.channels_last)
     train_paths, val_paths = split_photos(cfg.data)
     t0 = time.time()
-    images, val_images = decode(train_paths), decode(val_paths)
+    images, val_images = load_photos(train_paths), load_photos(val_paths)
     print(f"{len(images)} training and {len(val_images)} validation photos decoded in "
           f"{time.time() - t0:.0f} s", flush=True)  # fmt: skip
     sampler = Sampler(len(images), cluster, cfg.seed)
@@ -221,7 +209,8 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
         counters["step"] += 1
         counters["cpu_seconds"] += time.time() - t
         if counters["step"] % cfg.log_every == 0:
-            row = {"loss": round(loss.item(), 4), "lr": lr, "sec_per_step": round(time.time() - t, 3)}
+            row = {"loss": round(loss.item(), 4), "lr": lr}
+            row["sec_per_step"] = round(time.time() - t, 3)
             row.update({f"bpp_{k}": round(v.mean().item() / pixels, 4) for k, v in o.bits.items()})
             row.update({f"perplexity_{k}": round(v.item(), 1) for k, v in o.perplexity.items()})
             log(row)
@@ -245,7 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         if f.name == "model":
             continue
         default = getattr(defaults, f.name)
-        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+        kind = type(default)
+        if isinstance(default, bool):
+            kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
                        help=f"default {default!r}")  # fmt: skip
     p.add_argument("--model-json", help="JSON overrides of the model config (new runs only)")

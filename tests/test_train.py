@@ -77,6 +77,25 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
     assert strip(log("straight")) == strip(log("resumed"))
 
 
+def test_resumed_run_drops_an_override_its_checkpoint_fixes_with_a_warning(
+    tmp_path, data, capsys
+):
+    steps = ["--vq-steps", "3", "--prior-steps", "1", "--stop-after", "1"]
+    args = tiny(data, tmp_path / "run", *steps)
+    train_main(args)
+    train_main(args)  # resumed with the same flags: nothing is dropped
+    assert "ignored" not in capsys.readouterr().err
+    wider = json.dumps({**TINY_VQ, "channels": 2 * TINY_VQ["channels"]})
+    train_main([*args, "--model-json", wider])
+    err = capsys.readouterr().err
+    assert "warning: --model-json ignored" in err and "fixes `model`" in err
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert (ck["phase"], ck["step"]) == ("vqvae", 3)
+    assert ck["config"]["model"]["channels"] == TINY_VQ["channels"]
+    last = json.loads((tmp_path / "run" / "invocations.jsonl").read_text().splitlines()[-1])
+    assert len(last["dropped"]) == 1
+
+
 def test_config_file_with_overrides_logged(tmp_path, data):
     config = tmp_path / "run.toml"
     config.write_text(
