@@ -77,9 +77,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
     assert strip(log("straight")) == strip(log("resumed"))
 
 
-def test_resumed_run_drops_an_override_its_checkpoint_fixes_with_a_warning(
-    tmp_path, data, capsys
-):
+def test_resumed_run_drops_an_override_its_checkpoint_fixes_with_a_warning(tmp_path, data, capsys):
     steps = ["--vq-steps", "3", "--prior-steps", "1", "--stop-after", "1"]
     args = tiny(data, tmp_path / "run", *steps)
     train_main(args)
