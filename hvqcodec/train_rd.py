@@ -54,6 +54,7 @@ class RDTrainConfig:
     seed: int = 0
     log_every: int = 25
     init_from: str = ""  # a compact or full checkpoint to start from
+    validation: str = str(VALIDATION_LIST)  # names of the held-out photos of `data`
     model: dict = field(default_factory=lambda: VQHyperpriorConfig().to_dict())
 
 
@@ -61,9 +62,9 @@ def validation_names(path: Path = VALIDATION_LIST) -> list[str]:
     return [s for s in path.read_text().split() if not s.startswith("#")] if path.exists() else []
 
 
-def split_photos(folder: str | Path) -> tuple[list[Path], list[Path]]:
-    """(training photos, validation photos) of a folder; the validation list is held out."""
-    paths, held = image_paths(folder), set(validation_names())
+def split_photos(folder: str | Path, listing: Path = VALIDATION_LIST) -> tuple[list, list]:
+    """(training photos, validation photos) of a folder; those `listing` names are held out."""
+    paths, held = image_paths(folder), set(validation_names(listing))
     return [p for p in paths if p.name not in held], [p for p in paths if p.name in held]
 
 
@@ -76,6 +77,8 @@ def centre_crop(img: torch.Tensor, side: int = EVAL_SIDE) -> torch.Tensor:
 @torch.no_grad()
 def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
     """Mean bpp and PSNR at every trained quality, and the preview's PSNR, in float32."""
+    if not images:
+        return {}
     was = model.training
     model.eval()
     levels = len(model.config.lambdas)
@@ -154,7 +157,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
     model.to(device).train()
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    train_paths, val_paths = split_photos(cfg.data)
+    train_paths, val_paths = split_photos(cfg.data, Path(cfg.validation))
     t0 = time.time()
     images, val_images = load_photos(train_paths), load_photos(val_paths)
     print(f"{len(images)} training and {len(val_images)} validation photos decoded in "
@@ -180,8 +183,12 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
 
+    def evaluate() -> None:
+        if val_images:
+            log(validate(model, val_images, device))
+
     if counters["step"] == 0 and ck is None:
-        log(validate(model, val_images, device))
+        evaluate()
     start, last_save = time.time(), time.time()
     while True:
         if cfg.minutes and time.time() - start > 60 * cfg.minutes:
@@ -216,11 +223,11 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
             log(row)
         if counters["cpu_seconds"] - counters["last_eval"] >= 60 * cfg.eval_minutes:
             counters["last_eval"] = counters["cpu_seconds"]
-            log(validate(model, val_images, device))
+            evaluate()
         if time.time() - last_save > cfg.checkpoint_seconds:
             save()
             last_save = time.time()
-    log(validate(model, val_images, device))
+    evaluate()
     save()
     if compact:
         atomic_save(compact_state(model, cfg, counters), Path(compact))

@@ -1,0 +1,100 @@
+"""hvq-v3's parts at a tiny width: the model, its entropy model, gains, GDN, and the trainer."""
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from hvqcodec import entropy_models
+from hvqcodec.layers.gain import GainUnits
+from hvqcodec.layers.gdn import GDN
+from hvqcodec.train_rd import main as train_main
+from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+from tests.conftest import IMAGES, TINY_PRIOR
+
+TINY = {"channels": 8, "latent": 8, "hyper_channels": 8, "code_dim": 4,
+        "codebook_sizes": (8, 8), "lambdas": (0.001, 0.01), "prior": TINY_PRIOR}  # fmt: skip
+
+
+@pytest.mark.parametrize("activation", ["gdn", "gdn1", "relu"])
+def test_the_model_trains_at_every_quality_and_measures_its_rate(activation):
+    torch.manual_seed(0)
+    model = VQHyperprior(VQHyperpriorConfig(**{**TINY, "activation": activation}))
+    x = torch.rand(2, 3, 64, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, torch.tensor([0, 1]))
+    assert out.reconstruction.shape == x.shape
+    assert set(out.bits) == {"top", "middle", "fine"}
+    assert all(b.shape == (2,) and b.dtype == torch.float32 for b in out.bits.values())
+    loss = sum(out.bits.values()).mean() + out.reconstruction.float().mean() + out.commit_loss
+    loss.backward()
+    assert model.gains.log_gains.grad is not None and model.analysis[0].weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        low, high = (model(x, torch.tensor([q, q])).bits["fine"].sum() for q in (0, 1))
+    assert high > low  # a larger gain quantizes finer
+
+
+def test_bits_are_the_mass_of_unit_bins_of_a_gaussian():
+    for scale in (0.11, 0.7, 5.0, 40.0):
+        symbols = torch.arange(-400, 401, dtype=torch.float32)
+        p = torch.exp2(-entropy_models.bits(symbols, torch.full_like(symbols, math.log(scale))))
+        assert p.sum().item() == pytest.approx(1.0, abs=1e-4)
+        # The centre bin of a unit Gaussian: erf(0.5 / sqrt(2)) = 0.38292.
+    p0 = torch.exp2(-entropy_models.bits(torch.zeros(1), torch.zeros(1)))
+    assert p0.item() == pytest.approx(0.382925, abs=1e-5)
+
+
+def test_gains_interpolate_between_trained_levels():
+    gains = GainUnits(3, 4, low=0.5, high=2.0)
+    at = gains.gain(torch.tensor([0.0, 0.5, 1.0, 2.0, 2.7]))[:, :, 0, 0]
+    assert at[0].tolist() == pytest.approx([0.5] * 4)
+    assert at[2].tolist() == pytest.approx([1.0] * 4) and at[3].tolist() == pytest.approx([2.0] * 4)
+    assert at[1].tolist() == pytest.approx([math.sqrt(0.5)] * 4)  # geometric midpoint
+    assert at[4].tolist() == pytest.approx([2.0] * 4)  # clamped to the trained range
+    assert torch.allclose(gains.inverse(torch.tensor([1.0])), 1 / gains.gain(torch.tensor([1.0])))
+
+
+@pytest.mark.parametrize("simplified", [False, True])
+def test_gdn_normalises_in_float32_under_autocast(simplified):
+    torch.manual_seed(0)
+    gdn, igdn = GDN(4, simplified=simplified), GDN(4, inverse=True, simplified=simplified)
+    x = torch.randn(1, 4, 5, 5)
+    gamma = 0.1 * torch.eye(4)  # the initial values
+    pool = torch.einsum("ij,bjhw->bihw", gamma, x.abs() if simplified else x * x) + 1
+    norm = pool if simplified else pool.sqrt()
+    assert torch.allclose(gdn(x), x / norm, atol=1e-5)
+    assert torch.allclose(igdn(x), x * norm, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gdn(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_checkpoint(
+    tmp_path,
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    dog = Image.open(IMAGES / "dog.png")
+    for i, angle in enumerate((0, 90, 180)):
+        dog.rotate(angle, expand=True).save(data / f"p{i}.png")
+    listing = tmp_path / "validation.txt"
+    listing.write_text("# held out\np2.png\n")
+    out, compact = tmp_path / "run", tmp_path / "compact.pt"
+    args = ["--data", str(data), "--crop", "64", "--batch-size", "2", "--log-every", "1",
+            "--threads", "1", "--validation", str(listing),
+            "--model-json", json.dumps(TINY)]  # fmt: skip
+    train_main([*args, "--out", str(out), "--max-steps", "2"])
+    train_main([*args, "--out", str(out), "--max-steps", "4", "--compact", str(compact)])
+    rows = [json.loads(line) for line in open(out / "log.jsonl")]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
+    val = [r for r in rows if "val_psnr" in r]
+    assert [r["step"] for r in val] == [0, 2, 4] and len(val[0]["val_bpp"]) == 2
+    small = torch.load(compact, weights_only=True)
+    assert small["step"] == 4 and small["config"]["model"]["latent"] == 8
+    assert all(v.dtype != torch.float32 for v in small["model"].values())
+    train_main([*args, "--out", str(tmp_path / "next"), "--max-steps", "5",
+                "--init-from", str(compact)])  # fmt: skip
+    rows = [json.loads(line) for line in open(tmp_path / "next" / "log.jsonl")]
+    assert [r["step"] for r in rows if "loss" in r] == [5]
