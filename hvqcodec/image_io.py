@@ -1,6 +1,7 @@
 """Pixels in and out: whatever the user hands over becomes an (H, W, 3) uint8 array. Also the
 folders of photos that training, evaluation and the benchmarks read, through the same loader."""
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,20 +55,16 @@ def to_rgb(im: Image.Image) -> Pixels:
     notes = []
     exif = _exif(im)
     orientation = exif.get(ORIENTATION) if exif is not None else None
-    if orientation not in (None, 1):
+    if orientation in range(2, 9):
         try:
             im = ImageOps.exif_transpose(im)
             exif[ORIENTATION] = 1
             notes.append(f"applied EXIF orientation {orientation}")
-        except Exception:  # a damaged EXIF block should not stop compression
-            notes.append("EXIF orientation unreadable, ignored")
-    icc = im.info.get("icc_profile") or None
-    # An ICC profile's data colour space sits at bytes 16-19; a grey or CMYK profile would
-    # be wrong on the converted RGB pixels.
-    if icc is not None and icc[16:20] != b"RGB ":
-        icc = None
-        notes.append("dropped the ICC profile, which is not for RGB data")
-    meta = {"icc_profile": icc, "exif": exif.tobytes() if exif else None}
+        except Exception as e:  # a damaged EXIF block should not stop compression
+            notes.append(f"EXIF orientation unreadable ({_why(e)}), left the image as stored")
+    elif orientation not in (None, 1):
+        notes.append(f"invalid EXIF orientation {orientation!r}, left the image as stored")
+    meta = {"icc_profile": _icc(im, notes), "exif": _exif_bytes(exif, notes)}
     if im.mode == "RGB":
         return Pixels(np.asarray(im), notes, **meta)
     if im.mode.startswith("I;16") or im.mode == "I":
@@ -86,6 +83,38 @@ def to_rgb(im: Image.Image) -> Pixels:
     return Pixels(np.asarray(im.convert("RGB")), notes, **meta)
 
 
+def _why(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def _icc(im: Image.Image, notes: list[str]) -> bytes | None:
+    """The ICC profile, if it is whole and for RGB data; otherwise None, with a note."""
+    icc = im.info.get("icc_profile") or None
+    if icc is None:
+        return None
+    # The header's first 4 bytes are the profile's size; its data colour space sits at bytes
+    # 16-19, and a grey or CMYK profile would be wrong on the converted RGB pixels.
+    if len(icc) < 128 or int.from_bytes(icc[:4], "big") != len(icc):
+        notes.append(f"dropped the ICC profile, which is truncated or damaged ({len(icc)} bytes)")
+        return None
+    if icc[16:20] != b"RGB ":
+        notes.append("dropped the ICC profile, which is not for RGB data")
+        return None
+    return icc
+
+
+def _exif_bytes(exif: Image.Exif | None, notes: list[str]) -> bytes | None:
+    """The EXIF block re-serialized, or None with a note when Pillow cannot write it back
+    (malformed tags, such as a resolution that is a string)."""
+    if not exif:
+        return None
+    try:
+        return exif.tobytes()
+    except Exception as e:
+        notes.append(f"dropped the EXIF metadata, which cannot be re-serialized ({_why(e)})")
+        return None
+
+
 def _exif(im: Image.Image) -> Image.Exif | None:
     try:
         exif = im.getexif()
@@ -95,7 +124,19 @@ def _exif(im: Image.Image) -> Image.Exif | None:
 
 
 def load_rgb(image: ImageInput) -> Pixels:
-    """A PIL image, an (H, W, 3) uint8 array or a path -> RGB pixels and metadata."""
+    """A PIL image, an (H, W, 3) uint8 array or a path -> RGB pixels and metadata. Pillow's
+    warnings about the input (corrupt EXIF, odd sizes) become notes, not warning text."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pixels = _load_rgb(image)
+    for w in caught:
+        note = f"Pillow: {w.message}"
+        if note not in pixels.notes:
+            pixels.notes.append(note)
+    return pixels
+
+
+def _load_rgb(image: ImageInput) -> Pixels:
     if isinstance(image, (str, Path)):
         image = open_image(image)
     if isinstance(image, Image.Image):

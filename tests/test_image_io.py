@@ -106,3 +106,66 @@ def test_non_rgb_icc_profile_is_dropped_with_a_note(dog):
 def test_empty_pil_image_is_refused():
     with pytest.raises(HvqError, match="empty"):
         load_rgb(Image.new("RGB", (0, 0)))
+
+
+def _tiff(entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A little-endian TIFF header with one IFD of (tag, type, count, value bytes) entries."""
+    import struct
+
+    head = b"II*\x00" + struct.pack("<I", 8)
+    data_at, ifd, extra = 8 + 2 + 12 * len(entries) + 4, struct.pack("<H", len(entries)), b""
+    for tag, kind, count, value in entries:
+        if len(value) <= 4:
+            ifd += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\0")
+        else:
+            ifd += struct.pack("<HHII", tag, kind, count, data_at + len(extra))
+            extra += value
+    return head + ifd + struct.pack("<I", 0) + extra
+
+
+def broken_jpeg(path, dog, entries) -> None:
+    """A JPEG whose EXIF holds the given raw entries (ASCII where a number belongs)."""
+    Image.fromarray(dog).save(path, "JPEG", exif=b"Exif\x00\x00" + _tiff(entries))
+
+
+def test_an_exif_block_that_cannot_be_rewritten_is_dropped_with_a_note(dog, tmp_path):
+    path = tmp_path / "x.jpg"
+    broken_jpeg(path, dog, [(0x011A, 2, 8, b"seventy\x00")])  # X resolution as a string
+    p = load_rgb(path)
+    assert p.exif is None and p.rgb.shape == dog.shape
+    assert any("dropped the EXIF" in n and "TypeError" in n for n in p.notes), p.notes
+
+
+def test_an_invalid_orientation_leaves_the_image_as_stored(dog, tmp_path):
+    path = tmp_path / "x.jpg"
+    broken_jpeg(path, dog, [(0x0112, 2, 4, b"abc\x00")])
+    p = load_rgb(path)
+    assert p.rgb.shape == dog.shape
+    assert any("invalid EXIF orientation 'abc'" in n for n in p.notes), p.notes
+
+
+def test_a_truncated_icc_profile_is_dropped_with_a_note(dog):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im = Image.fromarray(dog)
+    im.info["icc_profile"] = icc[: len(icc) // 2]
+    p = load_rgb(im)
+    assert p.icc_profile is None and any("truncated" in n for n in p.notes), p.notes
+
+
+def test_pillow_warnings_become_notes(dog, recwarn):
+    import warnings
+
+    im = Image.fromarray(dog)
+
+    class Warns(type(im)):
+        def getexif(self):
+            msg = "Corrupt EXIF data.  Expecting to read 12 bytes but only got 6."
+            warnings.warn(msg, UserWarning, stacklevel=2)
+            return super().getexif()
+
+    im.__class__ = Warns
+    p = load_rgb(im)
+    assert "Pillow: Corrupt EXIF data.  Expecting to read 12 bytes but only got 6." in p.notes
+    assert not recwarn.list
