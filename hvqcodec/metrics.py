@@ -1,4 +1,5 @@
-"""PSNR, the one quality measure the package itself reports (MS-SSIM lives in benchmarks/)."""
+"""PSNR, which needs nothing beyond numpy. MS-SSIM, which needs pytorch-msssim (the bench
+extra), is in `hvqcodec.evaluate`."""
 
 import math
 
