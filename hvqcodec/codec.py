@@ -20,10 +20,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqcodec import container
+from hvqcodec import container, hyper_codec
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import ImageInput, load_rgb
-from hvqcodec.models import DEFAULT_MODEL, SHIPPED, Model, load_shipped, load_weights
+from hvqcodec.models import (
+    DEFAULT_MODEL,
+    SHIPPED,
+    HyperModel,
+    Model,
+    load_shipped,
+    load_weights,
+)
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, LevelStats
 from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
 
@@ -78,11 +85,14 @@ class Codec:
     """A loaded model. `model` is a shipped model's name, a weights file path, or a `Model`."""
 
     def __init__(
-        self, model: str | Path | Model = DEFAULT_MODEL, *, max_pixels: int | None = MAX_PIXELS
+        self,
+        model: str | Path | Model | HyperModel = DEFAULT_MODEL,
+        *,
+        max_pixels: int | None = MAX_PIXELS,
     ) -> None:
         """`max_pixels`: files claiming more pixels are refused before decoding (None: no limit)."""
         self.max_pixels = max_pixels
-        if isinstance(model, Model):
+        if isinstance(model, (Model, HyperModel)):
             self.model = model
         elif isinstance(model, str) and model in SHIPPED:
             self.model = load_shipped(model)
@@ -127,19 +137,43 @@ class Codec:
         if quality not in self.qualities:
             q = self.qualities
             raise HvqError(f"quality {quality} not supported; {self.name} has {q[0]}..{q[-1]}")
-        default_stages, lam = self.model.qualities[quality - 1]
-        lam = lam if rd_lambda is None else rd_lambda
+        start = time.perf_counter()
+        pixels = load_rgb(image)
+        io = time.perf_counter() - start
+        height, width = pixels.rgb.shape[:2]
+        if isinstance(self.model, HyperModel):
+            stored = self.model.qualities[quality - 1]  # where along the gains; decoding needs it
+            lam = 0.0 if rd_lambda is None else rd_lambda
+            payload, codes, coders, in_priors = hyper_codec.encode_streams(
+                self.model, pixels.rgb, stored, lam
+            )
+        else:
+            stored = quality
+            payload, codes, coders, in_priors = self._encode_vq(
+                pixels.rgb, *self.model.qualities[quality - 1], rd_lambda, stages
+            )
+        chunks = {}
+        if metadata:
+            for key, kind in container.METADATA_CHUNKS.items():
+                if getattr(pixels, key):
+                    chunks[kind] = getattr(pixels, key)
+        data = container.pack(
+            container.HvqFile(width, height, self.model.model_id, stored, payload, chunks)
+        )
+        stats = {n: c.stats for n, c in coders.items()}
+        timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
+        return Encoded(data, width, height, codes, stats, pixels.notes, timings)
+
+    def _encode_vq(self, rgb: np.ndarray, default_stages: int, default_lam: float,
+                   rd_lambda: float | None, stages: int | None):  # fmt: skip
+        """The VQ-VAE family's streams: (payload, codes, coders, seconds in the priors)."""
+        lam = default_lam if rd_lambda is None else rd_lambda
         stages = default_stages if stages is None else stages
         if not 0 <= stages <= self.model.vqvae.config.bottom_stages:
             raise HvqError(f"{self.name} has {self.model.vqvae.config.bottom_stages} bottom stages")
         streams = self.model.vqvae.streams[: PREVIEW_STREAMS + stages]
-        start = time.perf_counter()
-        pixels = load_rgb(image)
-        rgb = pixels.rgb
-        io = time.perf_counter() - start
         in_priors = 0.0
-        height, width = rgb.shape[:2]
-        shapes = code_shapes(height, width, streams)
+        shapes = code_shapes(*rgb.shape[:2], streams)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
         vqvae = self.model.vqvae
         feats = vqvae.features(pad_to_stride(x))
@@ -161,18 +195,7 @@ class Codec:
             in_priors += time.perf_counter() - t
             quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
             previous = name
-        payload = [coders[name].finish() for name in streams]
-        chunks = {}
-        if metadata:
-            for key, kind in container.METADATA_CHUNKS.items():
-                if getattr(pixels, key):
-                    chunks[kind] = getattr(pixels, key)
-        data = container.pack(
-            container.HvqFile(width, height, self.model.model_id, quality, payload, chunks)
-        )
-        stats = {n: c.stats for n, c in coders.items()}
-        timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
-        return Encoded(data, width, height, codes, stats, pixels.notes, timings)
+        return [coders[name].finish() for name in streams], codes, coders, in_priors
 
     @torch.no_grad()
     def decode_detailed(self, data: bytes, *, preview: bool = False) -> Decoded:
@@ -181,6 +204,21 @@ class Codec:
         start = time.perf_counter()
         header = container.unpack(bytes(data), PREVIEW_STREAMS if preview else None)
         self._check_header(header)
+        if isinstance(self.model, HyperModel):
+            pixels, codes, coders, in_priors = hyper_codec.decode_streams(
+                self.model, header.width, header.height, header.quality, header.streams
+            )
+        else:
+            pixels, codes, coders, in_priors = self._decode_vq(header)
+        image = Image.fromarray(pixels, "RGB")
+        image.info.update(metadata_info(header))
+        stats = {n: c.stats for n, c in coders.items()}
+        timings = stage_timings(time.perf_counter() - start, 0.0, in_priors, coders)
+        return Decoded(image, header, codes, stats, timings)
+
+    def _decode_vq(self, header: container.HvqFile):
+        """The VQ-VAE family's pixels: ((H, W, 3) uint8, codes, coders, seconds in the priors)."""
+        start = time.perf_counter()
         names = self.model.vqvae.streams[: len(header.streams)]
         shapes = code_shapes(header.height, header.width, names)
         codes: dict[str, np.ndarray] = {}
@@ -192,11 +230,7 @@ class Codec:
         maps = {name: torch.from_numpy(c)[None] for name, c in codes.items()}
         y = self.model.vqvae.decode(maps)[0, :, : header.height, : header.width]
         pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-        image.info.update(metadata_info(header))
-        stats = {n: c.stats for n, c in coders.items()}
-        timings = stage_timings(time.perf_counter() - start, 0.0, in_priors, coders)
-        return Decoded(image, header, codes, stats, timings)
+        return np.ascontiguousarray(pixels), codes, coders, in_priors
 
     def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
         """Run stream `name`'s prior over its map, conditioned on the streams before it."""
@@ -215,7 +249,10 @@ class Codec:
                 f"image size {header.width}x{header.height} exceeds the limit of {self.max_pixels} "
                 "pixels (a damaged file or a decompression bomb)"
             )
-        most = len(self.model.vqvae.streams)
+        if isinstance(self.model, HyperModel):
+            most = len(hyper_codec.STREAMS)
+        else:
+            most = len(self.model.vqvae.streams)
         if not PREVIEW_STREAMS <= len(header.streams) <= most:
             raise HvqError(
                 f"corrupt header: {len(header.streams)} streams, "

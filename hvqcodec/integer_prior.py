@@ -273,6 +273,9 @@ class FixedPrior:
 def check_bounds(prior: FixedPrior) -> None:
     """Refuse a model whose integer layers could leave float64's exact range."""
     for name, level in prior.levels.items():
-        for layer in level.layers():
-            if layer.bound() >= EXACT:
-                raise HvqError(f"prior level {name}: a layer's sums could exceed 2**53")
+        check_layers(f"prior level {name}", level.layers())
+
+
+def check_layers(what: str, layers: list[IntegerLinear]) -> None:
+    if any(layer.bound() >= EXACT for layer in layers):
+        raise HvqError(f"{what}: a layer's sums could exceed 2**53")

@@ -1,10 +1,12 @@
 """Shipped models: the weights file, model ids, and the registry of models this package knows.
 
 A weights file is a plain dict saved with `torch.save` and read with `weights_only=True`, so
-loading never unpickles arbitrary objects:
+loading never unpickles arbitrary objects. Two families:
 
     {"format": "hvqcodec-weights/1", "name": str, "vqvae_config": dict, "prior_config": dict,
-     "vqvae": state_dict, "prior": state_dict}
+     "vqvae": state_dict, "prior": state_dict}               # hvq-v1, hvq-v2: VQ-VAE levels
+    {"format": "hvqcodec-weights/2", "name": str, "config": dict, "model": state_dict,
+     "tables": int32 (T, width), "radii": int32 (T,)}        # hvq-v3: VQ side info + scalar
 
 Float tensors are stored as float16 to halve the package size; they are widened to float32 on
 load, so every machine computes with exactly the same weights.
@@ -16,14 +18,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hvqcodec.errors import HvqError
-from hvqcodec.integer_prior import FixedPrior
+from hvqcodec.integer_hyperprior import FixedHyperSynthesis, gaussian_tables
+from hvqcodec.integer_prior import FixedLevelPrior, FixedPrior, check_layers
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
+from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
 
 WEIGHTS_FORMAT = "hvqcodec-weights/1"
+HYPER_WEIGHTS_FORMAT = "hvqcodec-weights/2"
 
 # A quality: (bottom stages coded, rate-distortion weight of the encoder's code choice).
 Quality = tuple[int, float]
@@ -71,6 +77,27 @@ class Model:
             self.default_quality = len(self.qualities)
 
 
+@dataclass
+class HyperModel:
+    """An hvq-v3 model: the float networks and the integer-exact twins that coding runs."""
+
+    name: str
+    model_id: int
+    net: VQHyperprior
+    priors: dict[str, FixedLevelPrior]  # the VQ levels' priors, integer-exact
+    hyper: FixedHyperSynthesis  # mean and log-scale of the fine symbols, integer-exact
+    tables: np.ndarray  # (T, width) int64 probability tables of the fine symbols
+    radii: np.ndarray  # (T,) each table spans -radius..radius
+    qualities: tuple[int, ...] = ()  # header quality (0..255 along the gains) of each quality
+    default_quality: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.qualities:  # one quality per trained gain level
+            n = len(self.net.config.lambdas)
+            self.qualities = tuple(round(255 * i / max(1, n - 1)) for i in range(n))
+            self.default_quality = (n + 1) // 2 + 1 if n > 2 else n
+
+
 def hash_state(h, state: dict[str, torch.Tensor]) -> None:
     """Feed every key and tensor of a state dict, in key order, to a hashlib object."""
     for key in sorted(state):
@@ -86,6 +113,15 @@ def fingerprint(weights: dict) -> int:
     )
     for part in ("vqvae", "prior"):
         hash_state(h, weights[part])
+    return int.from_bytes(h.digest()[:4], "big")
+
+
+def hyper_fingerprint(weights: dict) -> int:
+    """SHA-256 over the config, every tensor of the model, then the tables; the first 4 bytes."""
+    h = hashlib.sha256()
+    h.update(json.dumps(weights["config"], sort_keys=True).encode())
+    hash_state(h, weights["model"])
+    hash_state(h, {"radii": weights["radii"], "tables": weights["tables"]})
     return int.from_bytes(h.digest()[:4], "big")
 
 
@@ -125,12 +161,43 @@ def keep_stages(weights: dict, stages: int) -> dict:
     }
 
 
+def pack_hyper_weights(name: str, net: VQHyperprior) -> dict:
+    tables, radii = gaussian_tables()
+    return {
+        "format": HYPER_WEIGHTS_FORMAT,
+        "name": name,
+        "config": net.config.to_dict(),
+        "model": _cast(net.state_dict(), torch.float16),
+        "tables": tables,
+        "radii": radii,
+    }
+
+
+def build_hyper_model(weights: dict) -> HyperModel:
+    try:
+        net = VQHyperprior(VQHyperpriorConfig.from_dict(weights["config"]))
+        net.load_state_dict(_cast(weights["model"], torch.float32))
+        tables, radii = weights["tables"].long().numpy(), weights["radii"].long().numpy()
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
+    net.eval()
+    codebooks = {k: q.codebook for k, q in net.quantizers.items()}
+    priors = {k: FixedLevelPrior(p) for k, p in net.priors.items()}
+    hyper = FixedHyperSynthesis(net.hyper_synthesis, codebooks)
+    for what, level in {**priors, "hyper synthesis": hyper}.items():
+        check_layers(what, level.layers())
+    name = str(weights.get("name", "?"))
+    return HyperModel(name, hyper_fingerprint(weights), net, priors, hyper, tables, radii)
+
+
 def save_weights(path: str | Path, name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior):
     torch.save(pack_weights(name, vqvae, prior), path)
 
 
-def build_model(weights: dict) -> Model:
+def build_model(weights: dict) -> Model | HyperModel:
     """Instantiate a model from a weights dict (as saved by `save_weights`)."""
+    if isinstance(weights, dict) and weights.get("format") == HYPER_WEIGHTS_FORMAT:
+        return build_hyper_model(weights)
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
         raise HvqError(f"not an hvqcodec weights file (expected format {WEIGHTS_FORMAT})")
     try:
@@ -147,7 +214,7 @@ def build_model(weights: dict) -> Model:
     return Model(name, fingerprint(weights), vqvae, prior, FixedPrior(prior))
 
 
-def load_weights(path: str | Path) -> Model:
+def load_weights(path: str | Path) -> Model | HyperModel:
     """Load a weights file; a missing, corrupt or foreign file raises HvqError."""
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
@@ -164,7 +231,7 @@ def shipped_path(name: str) -> Path:
     return Path(str(resources.files("hvqcodec") / "weights" / SHIPPED[name].file))
 
 
-def load_shipped(name: str) -> Model:
+def load_shipped(name: str) -> Model | HyperModel:
     """A shipped model, checked against the id the registry expects, with its quality scale."""
     model = load_weights(shipped_path(name))
     entry = SHIPPED[name]

@@ -89,3 +89,79 @@ class LevelDecoder(_Coder):
         self.seconds += time.perf_counter() - t0
         self._count(symbols, table)
         return symbols
+
+
+class TableCoder(_Coder):
+    """Fine symbols, each under one of a few fixed tables (`integer_hyperprior`): the symbols
+    are coded table by table, in index order, and within a table in flat order, so that each
+    table becomes one constriction model and each group one call."""
+
+    def __init__(self, tables: np.ndarray, radii: np.ndarray) -> None:
+        super().__init__()
+        self.tables, self.radii = tables, radii
+        self._models: dict[int, object] = {}
+
+    def model(self, index: int):
+        if index not in self._models:
+            k = 2 * int(self.radii[index]) + 1
+            probs = self.tables[index, :k].astype(np.float64)
+            self._models[index] = constriction.stream.model.Categorical(probs, perfect=False)
+        return self._models[index]
+
+    def _count_groups(self, index: int, shifted: np.ndarray) -> None:
+        k = 2 * int(self.radii[index]) + 1
+        table = self.tables[index, :k].astype(np.float64)
+        self.stats.symbols += len(shifted)
+        self.stats.ideal_bits += float(np.log2(table.sum() / table[shifted]).sum())
+
+    @staticmethod
+    def groups(indices: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(table index, flat positions in order) for each index present, ascending."""
+        flat = indices.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        bounds = np.flatnonzero(np.diff(flat[order])) + 1
+        return [(int(flat[g[0]]), g) for g in np.split(order, bounds) if len(g)]
+
+
+class TableEncoder(TableCoder):
+    def __init__(self, tables: np.ndarray, radii: np.ndarray) -> None:
+        super().__init__(tables, radii)
+        self.encoder = constriction.stream.queue.RangeEncoder()
+
+    def encode(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Symbols (any shape) under tables `indices` (same shape); each is first clamped to
+        its table's range, and the clamped symbols, which the decoder will see, returned."""
+        r = self.radii[indices]
+        symbols = np.clip(symbols, -r, r)
+        flat = symbols.reshape(-1)
+        t0 = time.perf_counter()
+        for index, positions in self.groups(indices):
+            shifted = (flat[positions] + self.radii[index]).astype(np.int32)
+            self.encoder.encode(shifted, self.model(index))
+            self._count_groups(index, shifted)
+        self.seconds += time.perf_counter() - t0
+        return symbols
+
+    finish = LevelEncoder.finish
+
+
+class TableDecoder(TableCoder):
+    def __init__(self, data: bytes, tables: np.ndarray, radii: np.ndarray) -> None:
+        super().__init__(tables, radii)
+        self.stats.bits = 8 * len(data)
+        words = np.frombuffer(data + b"\0" * (-len(data) % 4), dtype="<u4").astype(np.uint32)
+        self.decoder = constriction.stream.queue.RangeDecoder(words)
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        """The symbols under tables `indices`, in the shape of `indices`."""
+        flat = np.zeros(indices.size, dtype=np.int64)
+        t0 = time.perf_counter()
+        for index, positions in self.groups(indices):
+            try:
+                shifted = np.asarray(self.decoder.decode(self.model(index), len(positions)))
+            except Exception as e:  # constriction reports a broken stream in several ways
+                raise HvqError(f"corrupt payload: range decoder failed ({e})") from None
+            self._count_groups(index, shifted)
+            flat[positions] = shifted.astype(np.int64) - int(self.radii[index])
+        self.seconds += time.perf_counter() - t0
+        return flat.reshape(indices.shape)

@@ -1,0 +1,119 @@
+"""The hvq-v3 pipeline, one image through it and back (`hvqcodec.codec.Codec` runs it):
+
+    pixels --analysis--> fine latent --hyper analysis--> top, middle VQ codes
+           --integer priors (wavefront)--> top and middle streams
+    top, middle --integer hyper synthesis--> mean, scale index per fine symbol
+    round(latent * gain - mean * gain) --Gaussian tables--> fine stream
+
+and back: the two VQ streams, the same integer network, the fine symbols, then
+`(symbols + mean * gain) * inverse gain` through the synthesis. With the VQ streams alone (a
+preview) the synthesis gets the predicted mean.
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from hvqcodec.integer_hyperprior import ONE, integer_log_gain, scale_indices
+from hvqcodec.layers import ResBlock
+from hvqcodec.layers.tiling import tiled
+from hvqcodec.models import HyperModel
+from hvqcodec.range_coder import LevelDecoder, LevelEncoder, TableDecoder, TableEncoder
+from hvqcodec.vq_hyperprior import STREAMS, STRIDES, VQ_LEVELS
+from hvqcodec.vqvae import pad_to_stride
+
+STRIDE = STRIDES["top"]
+# Images larger than this on a side run their local layers in tiles (`hvqcodec.layers.tiling`).
+TILE_PIXELS = 1024
+SYNTHESIS_HALO = 4  # fine-latent positions; four 5x5 stride-2 layers reach under 2
+
+
+def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
+    hp, wp = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+    return {name: (hp // STRIDES[name], wp // STRIDES[name]) for name in STREAMS}
+
+
+def _analysis(net, x: torch.Tensor) -> torch.Tensor:
+    """The analysis, its local layers (all before a CBAM block) in tiles."""
+    layers = list(net.analysis)
+    cut = next((i for i, m in enumerate(layers) if isinstance(m, ResBlock)), len(layers))
+    head, tail = torch.nn.Sequential(*layers[:cut]), torch.nn.Sequential(*layers[cut:])
+    # Three (or four) 5x5 stride-2 convolutions reach 14 (30) pixels past their own block.
+    scale, halo = (1 / 8, 16) if cut < len(layers) else (1 / 16, 32)
+    return tail(tiled(lambda t: head(t * 2 - 1), x, scale=scale, tile=TILE_PIXELS, halo=halo))
+
+
+def _synthesis(net, y: torch.Tensor) -> torch.Tensor:
+    out = tiled(net.synthesis, y, scale=16, tile=TILE_PIXELS // 16, halo=SYNTHESIS_HALO)
+    return (out + 1) / 2
+
+
+def _gains(model: HyperModel, quality: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer log-gain, gain and inverse gain per channel at header quality `quality`."""
+    log_gain = integer_log_gain(model.net.gains.log_gains, quality)
+    inverse = integer_log_gain(model.net.gains.log_inverses, quality)
+    return log_gain, torch.exp(log_gain / ONE), torch.exp(inverse / ONE)
+
+
+def _fine_model(model: HyperModel, codes: dict, quality: int):
+    """Mean times gain (C, H, W), table indices, inverse gain (C, 1, 1)."""
+    mean, log_scale = model.hyper(codes["top"], codes["middle"])
+    log_gain, gain, inverse = _gains(model, quality)
+    indices = scale_indices(log_scale, log_gain).numpy()
+    return mean / ONE * gain[:, None, None], indices, inverse[:, None, None], mean / ONE
+
+
+def _code_level(model: HyperModel, name: str, codes: dict, shape, coder) -> np.ndarray:
+    upper = [codes[k] for k in VQ_LEVELS[: VQ_LEVELS.index(name)]]
+    return model.priors[name].code(upper, shape, coder)
+
+
+@torch.no_grad()
+def encode_streams(model: HyperModel, rgb: np.ndarray, quality: int, lam: float = 0.0):
+    """(H, W, 3) uint8 -> (streams, codes, coders, seconds in the priors)."""
+    net = model.net
+    shapes = code_shapes(*rgb.shape[:2])
+    x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+    y = _analysis(net, pad_to_stride(x, STRIDE))
+    feats = net.hyper_analysis.features(y)
+    codes, quantized, coders, in_priors = {}, {}, {}, 0.0
+    for name in VQ_LEVELS:
+        quantizer = net.quantizers[name]
+        z = net.hyper_analysis.latent(name, feats, quantized)
+        coders[name] = LevelEncoder(quantizer.map_distances(z).numpy(), lam)
+        t = time.perf_counter()
+        codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
+        in_priors += time.perf_counter() - t
+        quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
+    t = time.perf_counter()
+    mean_g, indices, _, _ = _fine_model(model, codes, quality)
+    in_priors += time.perf_counter() - t
+    gain = torch.exp(integer_log_gain(net.gains.log_gains, quality) / ONE)[:, None, None]
+    symbols = torch.round(y[0].double() * gain - mean_g).long().numpy()
+    coders["fine"] = TableEncoder(model.tables, model.radii)
+    codes["fine"] = coders["fine"].encode(symbols, indices)
+    return [coders[n].finish() for n in STREAMS], codes, coders, in_priors
+
+
+@torch.no_grad()
+def decode_streams(model: HyperModel, width: int, height: int, quality: int, streams):
+    """The streams of a file (two: a preview) -> ((H, W, 3) uint8, codes, coders, seconds in
+    the priors)."""
+    shapes = code_shapes(height, width)
+    codes, coders = {}, {}
+    t = time.perf_counter()
+    for name, stream in zip(VQ_LEVELS, streams):
+        coders[name] = LevelDecoder(stream)
+        codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
+    mean_g, indices, inverse, mean = _fine_model(model, codes, quality)
+    if len(streams) > len(VQ_LEVELS):
+        coders["fine"] = TableDecoder(streams[2], model.tables, model.radii)
+        codes["fine"] = coders["fine"].decode(indices)
+        y = (torch.from_numpy(codes["fine"]).double() + mean_g) * inverse
+    else:
+        y = mean
+    in_priors = time.perf_counter() - t
+    out = _synthesis(model.net, y.float()[None])[0, :, :height, :width]
+    pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(pixels), codes, coders, in_priors

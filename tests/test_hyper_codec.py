@@ -1,0 +1,111 @@
+"""hvq-v3 files through the real codec at a tiny width: exact codes at every quality, file sizes
+at the cross-entropy, previews, tiles, thread counts and damaged streams."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hvqcodec import Codec, HvqError, container, hyper_codec
+from hvqcodec.models import build_model, pack_hyper_weights
+from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+from tests.conftest import TINY_PRIOR
+
+TINY = {"channels": 16, "latent": 16, "hyper_channels": 16, "code_dim": 4,
+        "codebook_sizes": (16, 16), "prior": TINY_PRIOR}  # fmt: skip
+
+
+def tiny_hyper(**config) -> dict:
+    torch.manual_seed(0)
+    return pack_hyper_weights("tiny-v3", VQHyperprior(VQHyperpriorConfig(**{**TINY, **config})))
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec(build_model(tiny_hyper()))
+
+
+def test_every_quality_decodes_its_codes_exactly_and_rates_rise(codec, dog):
+    sizes = []
+    for q in codec.qualities:
+        enc = codec.encode_detailed(dog, q)
+        dec = codec.decode_detailed(enc.data)
+        assert set(enc.codes) == {"top", "middle", "fine"}
+        for name, codes in enc.codes.items():
+            np.testing.assert_array_equal(dec.codes[name], codes)
+        ideal = sum(s.ideal_bits for s in enc.stats.values())
+        coded = sum(s.bits for s in enc.stats.values())
+        assert ideal <= coded <= ideal * 1.01 + 32 * len(enc.stats)  # a word per stream at most
+        assert dec.image.size == (160, 272)
+        sizes.append(len(enc.data))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_the_vq_streams_alone_are_a_preview_and_a_prefix(codec, dog):
+    low, high = (container.unpack(codec.encode(dog, q)) for q in (1, codec.qualities[-1]))
+    assert low.streams[:2] == high.streams[:2]  # the side information ignores the quality
+    data = codec.encode(dog)
+    prefix = data[: container.header_of(data).size + sum(map(len, low.streams[:2]))]
+    assert codec.decode(prefix, preview=True).size == (160, 272)
+
+
+def test_tiles_give_the_untiled_result(codec, dog, monkeypatch):
+    whole = codec.decode_detailed(codec.encode(dog))
+    monkeypatch.setattr(hyper_codec, "TILE_PIXELS", 64)
+    data = codec.encode(dog)
+    tiled = codec.decode_detailed(data)
+    for name, codes in whole.codes.items():
+        np.testing.assert_array_equal(tiled.codes[name], codes)
+    assert tiled.image.tobytes() == whole.image.tobytes()
+
+
+def test_damaged_streams_raise_hvqerror(codec, dog):
+    f = container.unpack(codec.encode(dog))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        streams = [bytearray(s) for s in f.streams]
+        s = streams[int(rng.integers(3))]
+        if s:
+            s[int(rng.integers(len(s)))] ^= 1 << int(rng.integers(8))
+        f2 = container.HvqFile(f.width, f.height, f.model_id, f.quality, list(map(bytes, streams)))
+        try:
+            image = codec.decode(container.pack(f2))
+        except HvqError:
+            continue
+        assert image.size == (160, 272)  # a damaged stream decodes to something, or says so
+
+
+SCRIPT = """
+import hashlib, sys, torch
+from hvqcodec import Codec
+torch.set_num_threads(int(sys.argv[2]))
+data = sys.stdin.buffer.read()
+print(hashlib.sha256(Codec(sys.argv[1]).decode(data).tobytes()).hexdigest())
+"""
+
+
+def test_the_same_file_decodes_identically_under_1_2_and_4_threads(tmp_path, dog):
+    weights = tmp_path / "v3.pt"
+    torch.save(tiny_hyper(channels=32, latent=32, hyper_channels=32), weights)
+    data = Codec(weights).encode(dog)
+
+    def run(threads: str) -> str:
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        args = [sys.executable, "-c", SCRIPT, str(weights), threads]
+        out = subprocess.run(args, input=data, env=env, capture_output=True, check=True)
+        return out.stdout.decode().strip()
+
+    hashes = {run(t) for t in ("1", "2", "4")}
+    assert hashes == {hashlib.sha256(Codec(weights).decode(data).tobytes()).hexdigest()}
+
+
+def test_weights_round_trip_through_a_file_with_the_same_id(tmp_path):
+    weights = tiny_hyper()
+    torch.save(weights, tmp_path / "v3.pt")
+    assert Codec(tmp_path / "v3.pt").model.model_id == build_model(weights).model_id
+    other = build_model(tiny_hyper(latent=8))
+    assert other.model_id != build_model(weights).model_id
