@@ -9,8 +9,10 @@ import contextlib
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,7 @@ class Outcome:
     bytes_in: int = 0
     bytes_out: int = 0
     pixels: int = 0
+    traceback: str = ""  # for bug reports, shown with -v or HVQ_DEBUG=1
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -182,13 +185,36 @@ def _init_worker(model: str | None, threads: int) -> None:
     _codec = Codec(model) if model else None
 
 
+def _debug() -> bool:
+    return os.environ.get("HVQ_DEBUG", "") not in ("", "0")
+
+
 def run_job(job: Job) -> Outcome:
+    """One file's work; whatever it raises becomes that file's one-line error. An unexpected
+    one brings its traceback along with -v, and so does any with HVQ_DEBUG=1."""
     try:
         return _TASKS[job.kind](_codec, job)
-    except (Failure, HvqError) as e:
-        return Outcome(job, error=str(e))
-    except OSError as e:
-        return Outcome(job, error=f"{e.filename or job.src}: {e.strerror or e}")
+    except Exception as e:
+        error, expected = _describe(job, e)
+        outcome = Outcome(job, error=error)
+        if _debug() or (job.verbose and not expected):
+            outcome.traceback = traceback.format_exc()
+        return outcome
+
+
+def _describe(job: Job, e: Exception) -> tuple[str, bool]:
+    """A one-line error for what a job raised, and whether it was a kind we expect."""
+    if isinstance(e, (Failure, HvqError)):
+        return str(e), True
+    if isinstance(e, OSError):
+        return f"{e.filename or job.src}: {e.strerror or e}", True
+    if isinstance(e, MemoryError):
+        return f"{job.src}: out of memory", True
+    msg = f"{job.src}: {job.kind} failed unexpectedly ({type(e).__name__}: {e}); "
+    return msg + "this is a bug, please report it with the file", False
+
+
+DIED = "the worker process died (a crash in a decoder, or killed: out of memory?)"
 
 
 def run_jobs(
@@ -206,6 +232,8 @@ def run_jobs(
             bar.write(f"hvqcodec: note: {o.job.src}: {note}", file=sys.stderr)
         if o.error:
             bar.write(f"hvqcodec: error: {o.error}", file=sys.stderr)
+            if o.traceback:
+                bar.write(o.traceback.rstrip(), file=sys.stderr)
         elif verbose or len(jobs) == 1 or o.job.kind == "info":
             bar.write(o.line)
 
@@ -215,20 +243,42 @@ def run_jobs(
             for job in jobs:
                 report(run_job(job))
         else:
+            # A worker that dies (a segfault in an image decoder, the OOM killer) costs its
+            # file, not the batch.
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(
-                workers, initializer=_init_worker, initargs=(model, threads)
-            ) as pool:
-                futures = [pool.submit(run_job, job) for job in jobs]
-                try:
-                    for f in as_completed(futures):
-                        report(f.result())
-                except KeyboardInterrupt:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            left = _run_pool(jobs, workers, (model, threads), report)
+            # The pool broke: which job killed it is unknown, so the rest run one at a time in
+            # a single worker, rebuilt after each death, and a death names its own file.
+            while left:
+                left = _run_pool(left, 1, (model, threads), report, one_at_a_time=True)
     finally:
         bar.close()
     return outcomes
+
+
+def _run_pool(jobs, workers, initargs, report, *, one_at_a_time: bool = False) -> list[Job]:
+    """Run jobs in a pool; return those not done when the pool broke (none if it did not)."""
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=initargs) as pool:
+        if one_at_a_time:
+            for i, job in enumerate(jobs):
+                try:
+                    report(pool.submit(run_job, job).result())
+                except BrokenProcessPool:
+                    report(Outcome(job, error=f"{job.src}: {DIED}"))
+                    return jobs[i + 1 :]
+            return []
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        left = []
+        try:
+            for f in as_completed(futures):
+                try:
+                    report(f.result())
+                except BrokenProcessPool:
+                    left.append(futures[f])
+        except KeyboardInterrupt:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        return [j for j in jobs if j in left]
 
 
 def summary(outcomes: list[Outcome], kind: str) -> list[str]:

@@ -137,7 +137,8 @@ def compress(inputs, output, quality, strip, force, jobs, verbose, model) -> Non
     srcs = expand(inputs, is_image, "images")
     many = len(srcs) > 1
     work = [
-        Job("compress", s, output_for(s, output, ".hvq", many), force, quality, strip) for s in srcs
+        Job("compress", s, output_for(s, output, ".hvq", many), force, quality, strip, verbose)
+        for s in srcs
     ]
     run("compress", work, model or DEFAULT_MODEL, jobs, verbose)
 
@@ -158,7 +159,14 @@ def decompress(inputs, output, force, jobs, verbose, model, preview) -> None:
     srcs = expand(inputs, is_hvq, ".hvq files")
     many = len(srcs) > 1
     work = [
-        Job("decompress", s, output_for(s, output, ".png", many), force, preview=preview)
+        Job(
+            "decompress",
+            s,
+            output_for(s, output, ".png", many),
+            force,
+            verbose=verbose,
+            preview=preview,
+        )  # fmt: skip
         for s in srcs
     ]
     run("decompress", work, model, jobs, verbose)

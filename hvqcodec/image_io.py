@@ -35,9 +35,9 @@ def open_image(path: str | Path) -> Image.Image:
     except UnidentifiedImageError:
         raise HvqError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
-        raise HvqError(f"{path}: {e}") from None
+        raise HvqError(f"{path}: {e}") from e
     except Exception as e:  # damaged data surfaces from Pillow's decoders in many types
-        raise HvqError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+        raise HvqError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from e
 
 
 @dataclass
@@ -140,7 +140,12 @@ def _load_rgb(image: ImageInput) -> Pixels:
     if isinstance(image, (str, Path)):
         image = open_image(image)
     if isinstance(image, Image.Image):
-        return to_rgb(image)
+        try:
+            return to_rgb(image)
+        except HvqError:
+            raise
+        except Exception as e:  # Pillow's conversions fail in many types on damaged data
+            raise HvqError(f"cannot convert the image ({type(e).__name__}: {e})") from e
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise HvqError(
