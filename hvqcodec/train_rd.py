@@ -102,11 +102,13 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
     }
 
 
-def compact_state(model: VQHyperprior, cfg: RDTrainConfig, counters: dict) -> dict:
-    """fp16 weights, the config and the counters: what a campaign commits between sessions."""
+def compact_state(model: VQHyperprior, cfg: RDTrainConfig, counters: dict, log: Path) -> dict:
+    """fp16 weights, the config, the counters and the log so far: what a campaign commits
+    between sessions, and all a fresh machine needs to go on."""
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    rows = log.read_text() if log.exists() else ""
     return {"format": "hvqcodec-rd-checkpoint/1", "config": asdict(cfg), "model": state,
-            **counters}  # fmt: skip
+            "log": rows, **counters}  # fmt: skip
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -153,6 +155,8 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
                                for k, v in init["model"].items()})  # fmt: skip
         counters = {k: init[k] for k in counters}
         warm_from = counters["step"]
+        if init.get("log") and not log_path.exists():  # the campaign's curve goes on
+            log_path.write_text(init["log"])
         print(f"initialised from {cfg.init_from} at step {warm_from}; fresh optimizer", flush=True)
     model.to(device).train()
     if device.type == "cpu":
@@ -230,7 +234,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
     evaluate()
     save()
     if compact:
-        atomic_save(compact_state(model, cfg, counters), Path(compact))
+        atomic_save(compact_state(model, cfg, counters, log_path), Path(compact))
         print(f"wrote {compact}", flush=True)
 
 

@@ -97,4 +97,4 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     train_main([*args, "--out", str(tmp_path / "next"), "--max-steps", "5",
                 "--init-from", str(compact)])  # fmt: skip
     rows = [json.loads(line) for line in open(tmp_path / "next" / "log.jsonl")]
-    assert [r["step"] for r in rows if "loss" in r] == [5]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]  # the log goes on

@@ -1,0 +1,57 @@
+"""A model's rate-distortion curve on the validation photos, the held-out part of the training
+folder (configs/validation.txt) that hvq-v3's design decisions are made on; never Kodak.
+
+    python -m benchmarks.validation --images ../shared/data/train --model hvq-v2 \
+        --out benchmarks/results/validation-hvq-v2.json
+
+Each photo is centre-cropped as the trainer's validation does (`hvqcodec.train_rd`), then
+coded at every quality through the real codec: bpp from the file's size, RGB PSNR.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hvqcodec import Codec
+from hvqcodec.image_io import load_rgb
+from hvqcodec.metrics import psnr
+from hvqcodec.train_rd import centre_crop, split_photos
+
+
+def curve(codec: Codec, images: list[np.ndarray]) -> list[dict]:
+    rows = []
+    for q in codec.qualities:
+        bpp, quality = [], []
+        for rgb in images:
+            data = codec.encode(rgb, q)
+            bpp.append(8 * len(data) / (rgb.shape[0] * rgb.shape[1]))
+            quality.append(psnr(rgb, np.asarray(codec.decode(data))))
+        rows.append({"quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality))})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--images", required=True, type=Path, help="the training folder")
+    p.add_argument("--model", required=True, help="shipped name or weights file")
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args(argv)
+    _, held_out = split_photos(args.images)
+    images = [
+        centre_crop(load_rgb(path).rgb.transpose(2, 0, 1)).transpose(1, 2, 0) for path in held_out
+    ]
+    codec = Codec(args.model)
+    result = {
+        "model": codec.name,
+        "photos": [p.name for p in held_out],
+        "curve": curve(codec, images),
+    }
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
