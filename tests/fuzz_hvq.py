@@ -117,8 +117,17 @@ def check(codec: Codec, data: bytes, seconds: int = 5) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-def fuzz_codec() -> Codec:
-    """A tiny model with three bottom stages: files of 3 to 5 streams, previews of 2."""
+FAMILIES = ("vq-vae", "vq-hyperprior")
+
+
+def fuzz_codec(family: str = "vq-vae") -> Codec:
+    """A tiny model of either family: the VQ-VAE with three bottom stages (files of 3 to 5
+    streams), or hvq-v3's VQ side information and scalar fine level (3); previews of 2."""
+    if family == "vq-hyperprior":
+        from hvqcodec.models import build_model
+        from tests.test_hyper_codec import tiny_hyper
+
+        return Codec(build_model(tiny_hyper()), max_pixels=MAX_PIXELS)
     from tests.conftest import tiny_model
 
     return Codec(tiny_model(bottom_stages=3, stage_codebook_size=16), max_pixels=MAX_PIXELS)
@@ -129,8 +138,9 @@ def main() -> None:
     p.add_argument("--cases", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--atheris", action="store_true")
+    p.add_argument("--family", choices=FAMILIES, default=FAMILIES[0])
     args, rest = p.parse_known_args()
-    codec = fuzz_codec()
+    codec = fuzz_codec(args.family)
     if args.atheris:
         import atheris
 
