@@ -24,13 +24,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--quality", type=int, action="append", help="only these (repeatable)")
+    p.add_argument("--quality", type=float, action="append", help="only these (repeatable)")
     p.add_argument("--label", default="hvq", help="results file prefix (default: hvq)")
     args = p.parse_args(argv)
     codec = Codec(args.model)
-    for q in args.quality or codec.qualities:
-        result = evaluate(codec, args.images, args.out / f"files-q{q}", quality=q)
-        out = args.out / f"{args.label}-q{q}.json"
+    # The scale's knots, and the default quality where it falls between two.
+    for q in args.quality or sorted({*codec.qualities, codec.default_quality}):
+        result = evaluate(codec, args.images, args.out / f"files-q{q:g}", quality=q)
+        out = args.out / f"{args.label}-q{q:g}.json"
         out.write_text(json.dumps(result, indent=1))
         print(f"quality {q}: " + json.dumps(result["mean"]))
         print(f"wrote {out}")

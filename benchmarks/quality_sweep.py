@@ -1,8 +1,8 @@
-"""Sweep the encoder's operating points, bottom stages x rate-distortion weight, on training
-photos (never on the test set): the measurements behind a model's quality table.
+"""Sweep the 0-100 quality scale on training photos (never on the test set): the measurements
+behind a model's scale (where its knots go) and its monotonicity.
 
-    python -m benchmarks.quality_sweep --images ../shared/data/train --count 16 \
-        --stages 0 1 2 3 4 --lambdas 0 0.5 --out benchmarks/results/quality_sweep.json
+    python -m benchmarks.quality_sweep --images ../shared/data/train --count 12 \
+        --out benchmarks/results/quality_scale-hvq-v2.json
 """
 
 import argparse
@@ -17,6 +17,8 @@ from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 
+QUALITIES = [0, 10, 20, 30, 40, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100]
+
 
 def center_crop(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     h, w = min(height, rgb.shape[0]), min(width, rgb.shape[1])
@@ -30,32 +32,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--count", type=int, default=16, help="images, evenly spaced in name order")
     p.add_argument("--crop", type=int, nargs=2, default=(768, 512), metavar=("W", "H"),
                    help="centre crop of each photo, to keep the sweep fast")  # fmt: skip
-    p.add_argument("--stages", type=int, nargs="+", help="bottom stages (default: each)")
-    p.add_argument("--lambdas", type=float, nargs="+", default=[0.0])
+    p.add_argument("--qualities", type=float, nargs="+", default=QUALITIES)
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     codec = Codec(args.model)
-    stages = args.stages or range(codec.model.vqvae.config.bottom_stages + 1)
     paths = image_paths(args.images)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, args.count).astype(int)]
     images = [center_crop(load_rgb(q).rgb, *args.crop) for q in paths]
     rows = []
-    for n in stages:
-        for lam in args.lambdas:
-            bpp, quality, ssim = [], [], []
-            for img in images:
-                enc = codec.encode_detailed(img, stages=n, rd_lambda=lam)
-                out = np.asarray(codec.decode(enc.data))
-                bpp.append(enc.bpp)
-                quality.append(psnr(img, out))
-                ssim.append(msssim(img, out))
-            means = {k: float(np.mean(v)) for k, v in (("bpp", bpp), ("psnr", quality),
-                                                         ("ms_ssim", ssim))}  # fmt: skip
-            rows.append({"stages": n, "lambda": lam, **means})
-            print(json.dumps(rows[-1]), flush=True)
+    for q in args.qualities:
+        bpp, quality, ssim = [], [], []
+        for img in images:
+            enc = codec.encode_detailed(img, q)
+            out = np.asarray(codec.decode(enc.data))
+            bpp.append(enc.bpp)
+            quality.append(psnr(img, out))
+            ssim.append(msssim(img, out))
+        means = {k: float(np.mean(v)) for k, v in (("bpp", bpp), ("psnr", quality),
+                                                     ("ms_ssim", ssim))}  # fmt: skip
+        rows.append({"quality": q, **means})
+        print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"images": [q.name for q in paths], "rows": rows}, indent=1))
+    result = {"model": codec.name, "images": [q.name for q in paths], "rows": rows}
+    args.out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def results_table(r: dict) -> str:
     m = r["mean"]
     lines = [
         f"Model `{r['model']}` (id `{r['model_id']}`) at its default quality "
-        f"{r.get('quality', 1)}, {r['images']} images, {r['torch_threads']} torch threads, "
+        f"{r.get('quality', 1):g}, {r['images']} images, {r['torch_threads']} torch threads, "
         f"CPU `{r['cpu']}`.",
         "",
         "| measure (mean over images) | value | target | met |",
@@ -68,7 +68,7 @@ def qualities_table(runs: list[dict]) -> str:
         m, row = r["mean"], r["rows"][0]
         share = np.mean([x["preview_bytes"] / x["bytes"] for x in r["rows"]])
         lines.append(
-            f"| {r['quality']} | {len(row['bits'])} | {m['bpp']:.4f} | {m['psnr']:.2f} | "
+            f"| {r['quality']:g} | {len(row['bits'])} | {m['bpp']:.4f} | {m['psnr']:.2f} | "
             f"{m['ms_ssim']:.4f} | {m['median_encode_s']:.2f} | {m['median_decode_s']:.2f} | "
             f"{m['preview_psnr']:.2f} | "
             f"{np.median([x['preview_decode_s'] for x in r['rows']]):.2f} | "
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         if data is not None:
             text = replace_block(text, name, render(data))
     quality_files = sorted(
-        args.results.glob("hvq-q*.json"), key=lambda f: int(f.stem.removeprefix("hvq-q"))
+        args.results.glob("hvq-q*.json"), key=lambda f: float(f.stem.removeprefix("hvq-q"))
     )
     if quality_files:
         runs = [json.loads(f.read_text()) for f in quality_files]

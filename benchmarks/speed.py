@@ -37,12 +37,12 @@ SIZES = {
 LARGE_MP = 5
 
 
-def one_size(image: Path, size: str, runs: int, model: str, quality: int | None) -> dict:
+def one_size(image: Path, size: str, runs: int, model: str, quality: float | None) -> dict:
     with contextlib.ExitStack() as stack:
         return _one_size(stack, image, size, runs, model, quality)
 
 
-def _one_size(stack, image: Path, size: str, runs: int, model: str, quality: int | None) -> dict:
+def _one_size(stack, image: Path, size: str, runs: int, model: str, quality: float | None) -> dict:
     import torch
     from PIL import Image
 
@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--size", choices=SIZES, help=argparse.SUPPRESS)  # child process
-    p.add_argument("--quality", type=int, help=argparse.SUPPRESS)  # child process
+    p.add_argument("--quality", type=float, help=argparse.SUPPRESS)  # child process
     args = p.parse_args(argv)
     if args.size:
         print(json.dumps(one_size(args.image, args.size, args.runs, args.model, args.quality)))
         return
     rows = []
-    highest = [str(len(SHIPPED[args.model].qualities))] if args.model in SHIPPED else []
+    highest = ["100"] if args.model in SHIPPED else []
     extra = [("kodak", highest)] if highest else []
     for size, quality in [*[(s, []) for s in SIZES], *extra]:
         cmd = [

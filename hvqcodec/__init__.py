@@ -14,5 +14,5 @@ from hvqcodec.errors import HvqError
 
 pillow_plugin.register()
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["Codec", "HvqError", "__version__", "decode", "encode"]

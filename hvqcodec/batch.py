@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,10 +35,12 @@ class Job:
     src: Path
     dst: Path | None = None
     force: bool = False
-    quality: int | None = None
+    quality: float | None = None
     strip: bool = False
     verbose: bool = False
     preview: bool = False  # decompress the top and middle streams only
+    targets: dict = field(default_factory=dict)  # target_size, target_bpp or target_psnr
+    strict: bool = False  # a target no quality meets fails the file
 
 
 @dataclass
@@ -112,11 +114,15 @@ def image_format_for(path: Path) -> str:
 
 def _compress(codec: Codec, job: Job) -> Outcome:
     check_output(job.dst, job.force)  # before the work, not after it
-    enc = codec.encode_detailed(job.src, job.quality, metadata=not job.strip)
+    enc = codec.encode_detailed(
+        job.src, job.quality, metadata=not job.strip, strict=job.strict, **job.targets
+    )
     with atomic_output(job.dst, job.force) as tmp:
         tmp.write_bytes(enc.data)
-    line = f"{job.src} -> {job.dst}: {enc.width}x{enc.height}, {len(enc.data)} bytes, "
-    line += f"{enc.bpp:.4f} bpp"
+    line = f"{job.src} -> {job.dst}: {enc.width}x{enc.height}, quality {enc.quality:g}, "
+    line += f"{len(enc.data)} bytes, {enc.bpp:.4f} bpp"
+    if enc.psnr is not None:
+        line += f", PSNR {enc.psnr:.2f} dB"
     return Outcome(
         job,
         line=line,
@@ -155,7 +161,7 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
     bpp = 8 * len(data) / (h.width * h.height)
     lines = [
         f"{job.src}: {h.width}x{h.height}, model {model_label(h.model_id)}, "
-        f"quality {h.quality}, {len(data)} bytes, {bpp:.4f} bpp"
+        f"quality {h.quality_label}, {len(data)} bytes, {bpp:.4f} bpp"
         + (f", metadata: {', '.join(k.decode() for k in h.chunks)}" if h.chunks else "")
     ]
     if job.verbose:
@@ -246,9 +252,14 @@ def run_jobs(
             # A worker that dies (a segfault in an image decoder, the OOM killer) costs its
             # file, not the batch.
             threads = max(1, (os.cpu_count() or 1) // workers)
+            existed = {j.dst for j in jobs if j.dst is not None and j.dst.exists()}
             left = _run_pool(jobs, workers, (model, threads), report)
             # The pool broke: which job killed it is unknown, so the rest run one at a time in
-            # a single worker, rebuilt after each death, and a death names its own file.
+            # a single worker, rebuilt after each death, and a death names its own file. A job
+            # whose worker wrote its output but died before reporting it may overwrite that
+            # output, and only that: not a file that was there before the batch.
+            left = [replace(j, force=True) if j.dst is not None and j.dst not in existed
+                    and j.dst.exists() else j for j in left]  # fmt: skip
             while left:
                 left = _run_pool(left, 1, (model, threads), report, one_at_a_time=True)
     finally:

@@ -5,6 +5,7 @@ Conventions after cwebp/cjxl/avifenc: output beside the input with the new exten
 Outputs are written to a temporary file and renamed, so an error leaves no partial file.
 """
 
+import math
 import sys
 import time
 from importlib import resources
@@ -20,14 +21,13 @@ from hvqcodec.codec import Codec
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import open_image
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL, SHIPPED
+from hvqcodec.models import DEFAULT_MODEL, DEFAULT_QUALITY, SHIPPED
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
 
 
 def quality_help(name: str) -> str:
-    entry = SHIPPED[name]
-    return f"1..{len(entry.qualities)}, default {entry.default_quality}"
+    return f"0-100, default {SHIPPED[name].default_quality:g}"
 
 
 def fail(msg: str) -> None:
@@ -119,25 +119,71 @@ def output_option(help: str):
     return click.option("-o", "--output", type=click.Path(path_type=Path), help=help)
 
 
+def _finite(ctx, param, value: float | None) -> float | None:
+    # click's ranges let nan through (every comparison with it is false) and inf past open ends.
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx, param)
+    return value
+
+
 @main.command()
 @inputs_argument
 @output_option("Output file, or directory for several inputs. Default: beside the input.")
 @click.option(
-    "-q", "--quality", type=click.IntRange(min=1), metavar="Q",
-    help="Quality, higher is better: from 1 to the model's highest (see `hvqcodec models`); "
-    "default: the model's everyday setting.",
+    "-q", "--quality", type=click.FloatRange(0, 100), metavar="Q", callback=_finite,
+    help=f"Quality from 0 to 100, higher is better, fractions allowed (as cwebp's -q); default "
+    f"{DEFAULT_QUALITY:g}, an everyday trade-off.",
+)  # fmt: skip
+@click.option(
+    "--size", "target_size", type=click.IntRange(min=1), metavar="BYTES",
+    help="Target file size: the highest quality whose file fits (as cwebp's -size).",
+)  # fmt: skip
+@click.option(
+    "--bpp", "target_bpp", type=click.FloatRange(min=0, min_open=True), metavar="X",
+    callback=_finite,
+    help="Target bits per pixel: the highest quality whose file fits.",
+)  # fmt: skip
+@click.option(
+    "--psnr", "target_psnr", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+    callback=_finite,
+    help="Target PSNR: the lowest quality that reaches it (as cwebp's -psnr).",
+)  # fmt: skip
+@click.option(
+    "--strict", is_flag=True,
+    help="Fail a file whose target no quality meets, instead of writing the nearest miss.",
 )  # fmt: skip
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
 @force_option
 @jobs_option
 @verbose_option
 @model_option
-def compress(inputs, output, quality, strip, force, jobs, verbose, model) -> None:
-    """Compress images (files or directories; any format Pillow reads) to .hvq."""
+def compress(inputs, output, quality, target_size, target_bpp, target_psnr, strict, strip, force,
+             jobs, verbose, model) -> None:  # fmt: skip
+    """Compress images (files or directories; any format Pillow reads) to .hvq.
+
+    Each file gets the quality -q gives, or its own search for the one --size, --bpp or --psnr
+    asks for (give at most one of these four)."""
+    targets = {"target_size": target_size, "target_bpp": target_bpp, "target_psnr": target_psnr}
+    aimed = [f"--{k.removeprefix('target_')}" for k, v in targets.items() if v is not None]
+    given = (["-q"] if quality is not None else []) + aimed
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} are mutually exclusive: give one")
+    if strict and not aimed:
+        raise click.UsageError("--strict needs a target: --size, --bpp or --psnr")
     srcs = expand(inputs, is_image, "images")
     many = len(srcs) > 1
     work = [
-        Job("compress", s, output_for(s, output, ".hvq", many), force, quality, strip, verbose)
+        Job(
+            "compress",
+            s,
+            output_for(s, output, ".hvq", many),
+            force,
+            quality,
+            strip,
+            verbose,
+            targets=targets,
+            strict=strict,
+        )
         for s in srcs
     ]
     run("compress", work, model or DEFAULT_MODEL, jobs, verbose)

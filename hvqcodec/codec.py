@@ -1,14 +1,15 @@
 """The codec: one image through the whole pipeline and back.
 
-    pixels --image_io--> (H, W, 3) uint8 --vqvae.encode--> code maps (top, middle, bottom
-           stages) --priors (wavefront)--> probability tables --range_coder--> streams
-           --container--> .hvq
+    pixels --image_io--> (H, W, 3) uint8 --encoder--> code maps --priors (wavefront)-->
+           probability tables --range_coder--> streams --container--> .hvq
 
-and the reverse for decoding. `Codec` loads a model once and can be reused.
+and the reverse for decoding, for either model family: `vq_codec` (hvq-v1, hvq-v2: VQ-VAE
+levels) and `hyper_codec` (hvq-v3: VQ side information over scalar fine symbols). `Codec`
+loads a model once and can be reused.
 
-A quality is a number of bottom stages to code and a rate-distortion weight for choosing codes
-(`Model.qualities`); the decoder needs neither, only the streams the file holds, so any prefix
-of a file's streams decodes (`preview`).
+A quality is a number from 0 to 100 that each family maps onto its rate parameters, or the
+result of a search for a target size or PSNR (`rate_control`). Any prefix of at least two of a
+file's streams decodes (`preview`).
 """
 
 import functools
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqcodec import container, hyper_codec
+from hvqcodec import container, hyper_codec, vq_codec
+from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import ImageInput, load_rgb
+from hvqcodec.metrics import psnr
 from hvqcodec.models import (
     DEFAULT_MODEL,
     SHIPPED,
@@ -31,14 +34,13 @@ from hvqcodec.models import (
     load_shipped,
     load_weights,
 )
-from hvqcodec.range_coder import LevelDecoder, LevelEncoder, LevelStats
-from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
+from hvqcodec.range_coder import LevelStats
+from hvqcodec.rate_control import Target, search, to_hundredths
+from hvqcodec.vq_codec import PREVIEW_STREAMS
 
 # Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
 # before anything is allocated, as Pillow does against decompression bombs.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-# A preview decodes the top and middle streams only.
-PREVIEW_STREAMS = 2
 
 
 @dataclass
@@ -48,8 +50,10 @@ class Encoded:
     height: int
     codes: dict[str, np.ndarray]
     stats: dict[str, LevelStats]
-    notes: list[str] = field(default_factory=list)  # input conversions, e.g. RGBA -> RGB
+    quality: float  # on the 0-100 scale, as stored in the header (to 0.01)
+    notes: list[str] = field(default_factory=list)  # input conversions, missed targets
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    psnr: float | None = None  # of the reconstruction, when a PSNR target measured it
 
     @property
     def bpp(self) -> float:
@@ -104,15 +108,21 @@ class Codec:
         return self.model.name
 
     @property
-    def qualities(self) -> tuple[int, ...]:
-        return tuple(range(1, len(self.model.qualities) + 1))
-
-    @property
-    def default_quality(self) -> int:
+    def default_quality(self) -> float:
         return self.model.default_quality
 
-    def encode(self, image: ImageInput, quality: int | None = None) -> bytes:
-        return self.encode_detailed(image, quality).data
+    @property
+    def qualities(self) -> tuple[float, ...]:
+        """The qualities the model's scale is built on, for sweeps: a VQ-VAE model's knots
+        (each a whole number of stages), an hvq-v3 model's trained gain levels."""
+        if isinstance(self.model, HyperModel):
+            n = len(self.model.net.config.lambdas)
+            return tuple(round(100 * i / max(1, n - 1), 2) for i in range(n))
+        return tuple(q / QUALITY_SCALE for q in self.model.scale.qualities)
+
+    def encode(self, image: ImageInput, quality: float | None = None, **options) -> bytes:
+        """The bytes of `encode_detailed` (`options`: its targets and `strict`)."""
+        return self.encode_detailed(image, quality, **options).data
 
     def decode(self, data: bytes, *, preview: bool = False) -> Image.Image:
         return self.decode_detailed(data, preview=preview).image
@@ -121,81 +131,75 @@ class Codec:
     def encode_detailed(
         self,
         image: ImageInput,
-        quality: int | None = None,
+        quality: float | None = None,
         *,
+        target_size: int | None = None,
+        target_bpp: float | None = None,
+        target_psnr: float | None = None,
+        strict: bool = False,
         metadata: bool = True,
-        rd_lambda: float | None = None,
-        stages: int | None = None,
     ) -> Encoded:
-        """Encode, returning the bytes with the code maps and per-stream statistics.
-
-        `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
-        `rd_lambda` and `stages` override the quality's rate-distortion weight and number of
-        bottom stages (for tuning a quality table; see benchmarks/quality_sweep.py).
-        """
-        quality = self.default_quality if quality is None else quality
-        if quality not in self.qualities:
-            q = self.qualities
-            raise HvqError(f"quality {quality} not supported; {self.name} has {q[0]}..{q[-1]}")
+        """Encode at `quality` (0-100, fractions allowed; default: the model's everyday
+        setting), or at the quality a target picks: `target_size` (bytes) and `target_bpp` the
+        highest whose file fits, `target_psnr` (dB) the lowest that reaches it. A target that
+        no quality meets gives the nearest miss with a note, or with `strict` an HvqError.
+        `metadata=False` drops the input's ICC profile and EXIF instead of storing them."""
         start = time.perf_counter()
+        asked = None if quality is None else to_hundredths(quality)  # refused before any work
         pixels = load_rgb(image)
         io = time.perf_counter() - start
         height, width = pixels.rgb.shape[:2]
-        if isinstance(self.model, HyperModel):
-            stored = self.model.qualities[quality - 1]  # where along the gains; decoding needs it
-            lam = 0.0 if rd_lambda is None else rd_lambda
-            payload, codes, coders, in_priors = hyper_codec.encode_streams(
-                self.model, pixels.rgb, stored, lam
-            )
-        else:
-            stored = quality
-            payload, codes, coders, in_priors = self._encode_vq(
-                pixels.rgb, *self.model.qualities[quality - 1], rd_lambda, stages
-            )
+        target = Target.choose(width, height, size=target_size, bpp=target_bpp, psnr=target_psnr)
+        if target is not None and quality is not None:
+            raise HvqError("give a quality or a target, not both")
         chunks = {}
         if metadata:
             for key, kind in container.METADATA_CHUNKS.items():
                 if getattr(pixels, key):
                     chunks[kind] = getattr(pixels, key)
-        data = container.pack(
-            container.HvqFile(width, height, self.model.model_id, stored, payload, chunks)
-        )
-        stats = {n: c.stats for n, c in coders.items()}
-        timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
-        return Encoded(data, width, height, codes, stats, pixels.notes, timings)
+        encoder = self._encoder(pixels.rgb)
+        last: dict[int, tuple[bytes, dict]] = {}  # the latest trial only: codes are large
+        measured: dict[int, float] = {}  # PSNR of each trial's reconstruction
 
-    def _encode_vq(self, rgb: np.ndarray, default_stages: int, default_lam: float,
-                   rd_lambda: float | None, stages: int | None):  # fmt: skip
-        """The VQ-VAE family's streams: (payload, codes, coders, seconds in the priors)."""
-        lam = default_lam if rd_lambda is None else rd_lambda
-        stages = default_stages if stages is None else stages
-        if not 0 <= stages <= self.model.vqvae.config.bottom_stages:
-            raise HvqError(f"{self.name} has {self.model.vqvae.config.bottom_stages} bottom stages")
-        streams = self.model.vqvae.streams[: PREVIEW_STREAMS + stages]
-        in_priors = 0.0
-        shapes = code_shapes(*rgb.shape[:2], streams)
-        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
-        vqvae = self.model.vqvae
-        feats = vqvae.features(pad_to_stride(x))
-        codes: dict[str, np.ndarray] = {}
-        quantized: dict[str, torch.Tensor] = {}
-        coders = {}
-        # Stream by stream: each level's latent depends on the codes chosen above it, and each
-        # bottom stage codes what the stages before it left of the bottom latent.
-        target = previous = None
-        for name in streams:
-            if name in LEVELS:
-                target = vqvae.latent(name, feats, quantized)
-            else:
-                target = target - quantized[previous]
-            quantizer = vqvae.quantizers[name]
-            coders[name] = LevelEncoder(quantizer.map_distances(target).numpy(), lam)
-            t = time.perf_counter()
-            codes[name] = self._code_level(name, codes, shapes[name], coders[name])
-            in_priors += time.perf_counter() - t
-            quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
-            previous = name
-        return [coders[name].finish() for name in streams], codes, coders, in_priors
+        def pack(q: int) -> tuple[bytes, dict]:
+            if q not in last:
+                coded = encoder.streams(q)
+                payload = [c.stream for c in coded.values()]
+                header = container.HvqFile(width, height, self.model.model_id, q, payload, chunks)
+                last.clear()
+                last[q] = container.pack(header), coded
+            return last[q]
+
+        def achieved(q: int) -> float:
+            """What the target measures of quality q's file: bytes, or dB."""
+            data, coded = pack(q)
+            if target.kind == "size":
+                return len(data)
+            if q not in measured:
+                measured[q] = psnr(pixels.rgb, encoder.reconstruct(coded, q))
+            return measured[q]
+
+        notes = list(pixels.notes)
+        if target is None:
+            q = to_hundredths(self.default_quality) if asked is None else asked
+        else:
+            q = search(lambda q: target.score(achieved(q)), target, encoder.knots)
+            miss = target.miss(achieved(q))
+            if miss and strict:
+                raise HvqError(miss)
+            if miss:
+                notes.append(miss)
+        data, coded = pack(q)
+        coders = {n: c.coder for n, c in coded.items()}
+        in_priors = sum(c.seconds for c in coded.values())
+        timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
+        stats = {n: c.stats for n, c in coders.items()}
+        return Encoded(data, width, height, {n: c.codes for n, c in coded.items()}, stats,
+                       q / QUALITY_SCALE, notes, timings, measured.get(q))  # fmt: skip
+
+    def _encoder(self, rgb: np.ndarray) -> vq_codec.Encoder | hyper_codec.Encoder:
+        family = hyper_codec if isinstance(self.model, HyperModel) else vq_codec
+        return family.Encoder(self.model, rgb)
 
     @torch.no_grad()
     def decode_detailed(self, data: bytes, *, preview: bool = False) -> Decoded:
@@ -209,34 +213,14 @@ class Codec:
                 self.model, header.width, header.height, header.quality, header.streams
             )
         else:
-            pixels, codes, coders, in_priors = self._decode_vq(header)
+            pixels, codes, coders, in_priors = vq_codec.decode_streams(
+                self.model, header.width, header.height, header.streams
+            )
         image = Image.fromarray(pixels, "RGB")
         image.info.update(metadata_info(header))
         stats = {n: c.stats for n, c in coders.items()}
         timings = stage_timings(time.perf_counter() - start, 0.0, in_priors, coders)
         return Decoded(image, header, codes, stats, timings)
-
-    def _decode_vq(self, header: container.HvqFile):
-        """The VQ-VAE family's pixels: ((H, W, 3) uint8, codes, coders, seconds in the priors)."""
-        start = time.perf_counter()
-        names = self.model.vqvae.streams[: len(header.streams)]
-        shapes = code_shapes(header.height, header.width, names)
-        codes: dict[str, np.ndarray] = {}
-        coders = {}
-        for name, stream in zip(names, header.streams):
-            coders[name] = LevelDecoder(stream)
-            codes[name] = self._code_level(name, codes, shapes[name], coders[name])
-        in_priors = time.perf_counter() - start
-        maps = {name: torch.from_numpy(c)[None] for name, c in codes.items()}
-        y = self.model.vqvae.decode(maps)[0, :, : header.height, : header.width]
-        pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        return np.ascontiguousarray(pixels), codes, coders, in_priors
-
-    def _code_level(self, name: str, upper: dict[str, np.ndarray], shape, coder) -> np.ndarray:
-        """Run stream `name`'s prior over its map, conditioned on the streams before it."""
-        # Integer-exact: no thread pinning needed, any thread count gives the same tables.
-        maps = self.model.prior.upper_of(name, upper)
-        return self.model.coder.levels[name].code(maps, shape, coder)
 
     def _check_header(self, header: container.HvqFile) -> None:
         if header.model_id != self.model.model_id:
@@ -251,6 +235,8 @@ class Codec:
             )
         if isinstance(self.model, HyperModel):
             most = len(hyper_codec.STREAMS)
+            if header.version == 1:
+                raise HvqError("corrupt header: an hvq-v3 file of format version 1")
         else:
             most = len(self.model.vqvae.streams)
         if not PREVIEW_STREAMS <= len(header.streams) <= most:
@@ -300,11 +286,17 @@ def resolve(model: str | Path | Model | Codec | None, data: bytes | None = None)
 
 
 def encode(
-    image: ImageInput, quality: int | None = None, *, model: str | Path | Model | None = None
+    image: ImageInput,
+    quality: float | None = None,
+    *,
+    model: str | Path | Model | None = None,
+    **options,
 ) -> bytes:
     """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes, with the
-    default model unless `model` names another."""
-    return resolve(model).encode(image, quality)
+    default model unless `model` names another, at `quality` (0-100) or at the quality that
+    one target picks: `target_size`, `target_bpp` or `target_psnr`, with `strict` to fail
+    rather than miss it (`Codec.encode_detailed`)."""
+    return resolve(model).encode(image, quality, **options)
 
 
 def decode(

@@ -11,7 +11,11 @@ from hvqcodec.errors import HvqError, TruncatedFile
 
 _MAX_VARINT_BYTES = 5  # enough for any 32-bit value
 MAGIC = b"HVQ"
-VERSION = 1
+# Version 2 widened the quality field to the 0-100 scale in hundredths; version 1 files
+# (hvqcodec 0.1 and 0.2: one byte, a model's own 1..N quality) still read.
+VERSION = 2
+VERSIONS = (1, 2)
+QUALITY_SCALE = 100  # quality is stored as round(quality * 100), 0..10000
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
 METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
 
@@ -21,11 +25,28 @@ class HvqFile:
     width: int
     height: int
     model_id: int
-    quality: int
+    quality: int  # as stored: hundredths of the 0-100 scale (version 1: the model's 1..N)
     streams: list[bytes]  # one per level, coarsest first
     # Optional chunks after the streams, by 4-byte ASCII type (e.g. b"ICCP", b"EXIF").
     # A reader keeps the types it knows and skips the rest.
     chunks: dict[bytes, bytes] = field(default_factory=dict)
+    version: int = VERSION
+
+    @property
+    def quality_label(self) -> str:
+        return quality_label(self.version, self.quality)
+
+
+def quality_value(version: int, quality: int) -> float:
+    """The quality field on the 0-100 scale; a version 1 file's is its model's own 1..N."""
+    return quality if version == 1 else quality / QUALITY_SCALE
+
+
+def quality_label(version: int, quality: int) -> str:
+    """The quality field as a user reads it."""
+    if version == 1:
+        return f"{quality} (of the model's own 1..N scale, before 0-100)"
+    return f"{quality_value(version, quality):g}"
 
 
 def _varint(n: int) -> bytes:
@@ -62,18 +83,23 @@ class _Reader:
 def pack(f: HvqFile) -> bytes:
     if f.width < 1 or f.height < 1:
         raise HvqError(f"cannot store an image of {f.width}x{f.height}")
-    if not (0 <= f.quality <= 255 and len(f.streams) <= 255):
-        raise HvqError("quality and stream count must each fit in a byte")
+    if f.version not in VERSIONS:
+        raise HvqError(f"cannot write .hvq format version {f.version}")
+    if not 0 <= f.quality <= (255 if f.version == 1 else 100 * QUALITY_SCALE):
+        raise HvqError(f"quality field {f.quality} out of range")
+    if len(f.streams) > 255:
+        raise HvqError("the stream count must fit in a byte")
     if any(len(kind) != 4 for kind in f.chunks):
         raise HvqError("chunk types are 4 bytes")
     body = b"".join(
         [
             MAGIC,
-            bytes([VERSION]),
+            bytes([f.version]),
             f.model_id.to_bytes(4, "big"),
             _varint(f.width),
             _varint(f.height),
-            bytes([f.quality, len(f.streams)]),
+            f.quality.to_bytes(1 if f.version == 1 else 2, "big"),
+            bytes([len(f.streams)]),
             *[_varint(len(s)) for s in f.streams],
             *f.streams,
             *[kind + _varint(len(data)) + data for kind, data in f.chunks.items()],
@@ -93,6 +119,15 @@ class Header:
     quality: int
     stream_lengths: list[int]
     size: int  # bytes of the header, stream lengths included: the first stream starts here
+    version: int = VERSION
+
+    @property
+    def quality_value(self) -> float:
+        return quality_value(self.version, self.quality)
+
+    @property
+    def quality_label(self) -> str:
+        return quality_label(self.version, self.quality)
 
     @property
     def streams_end(self) -> int:
@@ -106,14 +141,17 @@ def _header(r: _Reader) -> Header:
     except TruncatedFile:
         _check_start(r.data)  # a prefix that is not ours says so, rather than "truncated"
         raise
-    _check_start(start)
+    version = _check_start(start)
     model_id = int.from_bytes(r.take(4, "model id"), "big")
     width, height = r.varint("width"), r.varint("height")
     if width < 1 or height < 1:
         raise HvqError(f"corrupt header: image size {width}x{height}")
-    quality, levels = r.take(2, "quality and stream count")
+    quality = int.from_bytes(r.take(1 if version == 1 else 2, "quality"), "big")
+    if quality > (255 if version == 1 else 100 * QUALITY_SCALE):
+        raise HvqError(f"corrupt header: quality field {quality} is past 10000 (100.00)")
+    levels = r.take(1, "stream count")[0]
     lengths = [r.varint("stream length") for _ in range(levels)]
-    return Header(width, height, model_id, quality, lengths, r.pos)
+    return Header(width, height, model_id, quality, lengths, r.pos, version)
 
 
 def header_of(data: bytes) -> Header:
@@ -121,7 +159,8 @@ def header_of(data: bytes) -> Header:
     return _header(_Reader(data))
 
 
-def _check_start(data: bytes) -> None:
+def _check_start(data: bytes) -> int:
+    """The version, once the magic and the version of a file's start are checked."""
     if not data:
         raise HvqError("empty file")
     if data[:3] != MAGIC:
@@ -129,8 +168,11 @@ def _check_start(data: bytes) -> None:
             raise TruncatedFile("truncated file: ends inside the magic bytes")
         raise HvqError("not an .hvq file (bad magic bytes)")
     version = _Reader(data[3:]).take(1, "version")[0]
-    if version != VERSION:
-        raise HvqError(f"unsupported .hvq format version {version} (this hvqcodec reads {VERSION})")
+    if version not in VERSIONS:
+        raise HvqError(
+            f"unsupported .hvq format version {version} (this hvqcodec reads 1 and {VERSION})"
+        )
+    return version
 
 
 def unpack(data: bytes, streams: int | None = None) -> HvqFile:
@@ -161,7 +203,7 @@ def unpack(data: bytes, streams: int | None = None) -> HvqFile:
         )
     payload = [r.take(n, "streams") for n in lengths]
     chunks = read_chunks(body[r.pos :]) if streams is None else {}
-    return HvqFile(h.width, h.height, h.model_id, h.quality, payload, chunks)
+    return HvqFile(h.width, h.height, h.model_id, h.quality, payload, chunks, h.version)
 
 
 def read_chunks(data: bytes) -> dict[bytes, bytes]:

@@ -27,7 +27,7 @@ def msssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(
-    codec: Codec, path: Path, files: Path | None = None, quality: int | None = None
+    codec: Codec, path: Path, files: Path | None = None, quality: float | None = None
 ) -> dict:
     """Encode and decode one image, and preview it; bpp from the real file size. Writes the
     .hvq to `files`."""
@@ -96,7 +96,7 @@ def summarize(rows: list[dict], codebook_sizes: dict[str, int]) -> dict:
 
 
 def evaluate(
-    codec: Codec, folder: Path, files: Path | None = None, log=print, quality: int | None = None
+    codec: Codec, folder: Path, files: Path | None = None, log=print, quality: float | None = None
 ) -> dict:
     """Every image of a folder through the codec at one quality (default: the codec's):
     per-image rows and their summary."""

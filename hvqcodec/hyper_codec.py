@@ -20,6 +20,7 @@ from hvqcodec.layers import ResBlock
 from hvqcodec.layers.tiling import tiled
 from hvqcodec.models import HyperModel
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, TableDecoder, TableEncoder
+from hvqcodec.vq_codec import Coded
 from hvqcodec.vq_hyperprior import STREAMS, STRIDES, VQ_LEVELS
 from hvqcodec.vqvae import pad_to_stride
 
@@ -69,31 +70,59 @@ def _code_level(model: HyperModel, name: str, codes: dict, shape, coder) -> np.n
     return model.priors[name].code(upper, shape, coder)
 
 
-@torch.no_grad()
-def encode_streams(model: HyperModel, rgb: np.ndarray, quality: int, lam: float = 0.0):
-    """(H, W, 3) uint8 -> (streams, codes, coders, seconds in the priors)."""
-    net = model.net
-    shapes = code_shapes(*rgb.shape[:2])
-    x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
-    y = _analysis(net, pad_to_stride(x, STRIDE))
-    feats = net.hyper_analysis.features(y)
-    codes, quantized, coders, in_priors = {}, {}, {}, 0.0
-    for name in VQ_LEVELS:
-        quantizer = net.quantizers[name]
-        z = net.hyper_analysis.latent(name, feats, quantized)
-        coders[name] = LevelEncoder(quantizer.map_distances(z).numpy(), lam)
+class Encoder:
+    """One image's analysis, kept so that several qualities can be tried (`streams`): the
+    analysis, the VQ levels and the integer hyper synthesis run once, and a trial only scales,
+    rounds and codes the fine symbols."""
+
+    knots: tuple[int, ...] = ()  # the gain interpolation is smooth all along the scale
+
+    @torch.no_grad()
+    def __init__(self, model: HyperModel, rgb: np.ndarray) -> None:
+        self.model, net = model, model.net
+        self.height, self.width = rgb.shape[:2]
+        self.shapes = code_shapes(self.height, self.width)
+        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+        self.y = _analysis(net, pad_to_stride(x, STRIDE))[0].double()
+        feats = net.hyper_analysis.features(self.y[None].float())
+        codes, quantized, self.vq = {}, {}, {}
+        for name in VQ_LEVELS:
+            quantizer = net.quantizers[name]
+            z = net.hyper_analysis.latent(name, feats, quantized)
+            coder = LevelEncoder(quantizer.map_distances(z).numpy())
+            t = time.perf_counter()
+            codes[name] = _code_level(model, name, codes, self.shapes[name], coder)
+            self.vq[name] = Coded(coder.finish(), codes[name], coder, time.perf_counter() - t)
+            quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
         t = time.perf_counter()
-        codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
-        in_priors += time.perf_counter() - t
-        quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
-    t = time.perf_counter()
-    mean_g, indices, _, _ = _fine_model(model, codes, quality)
-    in_priors += time.perf_counter() - t
-    gain = torch.exp(integer_log_gain(net.gains.log_gains, quality) / ONE)[:, None, None]
-    symbols = torch.round(y[0].double() * gain - mean_g).long().numpy()
-    coders["fine"] = TableEncoder(model.tables, model.radii)
-    codes["fine"] = coders["fine"].encode(symbols, indices)
-    return [coders[n].finish() for n in STREAMS], codes, coders, in_priors
+        self.mean, self.log_scale = model.hyper(codes["top"], codes["middle"])
+        self.hyper_seconds = time.perf_counter() - t
+
+    @torch.no_grad()
+    def streams(self, quality: int) -> dict[str, Coded]:
+        """The coded streams of quality `quality` (hundredths), in file order."""
+        log_gain, gain, inverse = _gains(self.model, quality)
+        indices = scale_indices(self.log_scale, log_gain).numpy()
+        mean_g = self.mean / ONE * gain[:, None, None]
+        symbols = torch.round(self.y * gain[:, None, None] - mean_g).long().numpy()
+        coder = TableEncoder(self.model.tables, self.model.radii)
+        t = time.perf_counter()
+        codes = coder.encode(symbols, indices)
+        fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
+        return {**self.vq, "fine": fine}
+
+    @torch.no_grad()
+    def reconstruct(self, coded: dict[str, Coded], quality: int) -> np.ndarray:
+        """The pixels a decoder will make of these streams."""
+        _, gain, inverse = _gains(self.model, quality)
+        y = torch.from_numpy(coded["fine"].codes).double() + self.mean / ONE * gain[:, None, None]
+        return _pixels(self.model, y * inverse[:, None, None], self.height, self.width)
+
+
+def _pixels(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
+    out = _synthesis(model.net, y.float()[None])[0, :, :height, :width]
+    pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(pixels)
 
 
 @torch.no_grad()
@@ -114,6 +143,4 @@ def decode_streams(model: HyperModel, width: int, height: int, quality: int, str
     else:
         y = mean
     in_priors = time.perf_counter() - t
-    out = _synthesis(model.net, y.float()[None])[0, :, :height, :width]
-    pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(pixels), codes, coders, in_priors
+    return _pixels(model, y, height, width), codes, coders, in_priors

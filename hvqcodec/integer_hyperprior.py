@@ -104,10 +104,10 @@ class FixedHyperSynthesis:
         return out[: self.latent], out[self.latent :]
 
 
-def integer_log_gain(log_gains: torch.Tensor, quality: int, steps: int = 255) -> torch.Tensor:
-    """Per-channel log-gain at header quality `quality` of 0..steps, which spans the trained
-    levels evenly, as integers at scale 2**ACT_BITS. Float64 arithmetic on the stored weights,
-    elementwise: the same on every machine."""
+def integer_log_gain(log_gains: torch.Tensor, quality: int, steps: int = 10_000) -> torch.Tensor:
+    """Per-channel log-gain at header quality `quality` of 0..steps (hundredths of the 0-100
+    scale), which spans the trained levels evenly, as integers at scale 2**ACT_BITS. Float64
+    arithmetic on the stored weights, elementwise: the same on every machine."""
     table = log_gains.detach().double()
     pos = quality * (table.shape[0] - 1)
     lo, rem = divmod(pos, steps)

@@ -25,36 +25,34 @@ from hvqcodec.errors import HvqError
 from hvqcodec.integer_hyperprior import FixedHyperSynthesis, gaussian_tables
 from hvqcodec.integer_prior import FixedLevelPrior, FixedPrior, check_layers
 from hvqcodec.priors import HierarchicalPrior, PriorConfig
+from hvqcodec.rate_control import StageScale
 from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
 
 WEIGHTS_FORMAT = "hvqcodec-weights/1"
 HYPER_WEIGHTS_FORMAT = "hvqcodec-weights/2"
 
-# A quality: (bottom stages coded, rate-distortion weight of the encoder's code choice).
-Quality = tuple[int, float]
+# The quality a user gets without asking, on the 0-100 scale, where cwebp's default is 75 too.
+DEFAULT_QUALITY = 75.0
 
 
 @dataclass(frozen=True)
 class ShippedModel:
     file: str  # in hvqcodec/weights
     model_id: int
-    qualities: tuple[Quality, ...]  # the encoder's quality scale, quality 1 first
-    default_quality: int
+    scale: StageScale | None = None  # a VQ-VAE model's quality scale (None: the even one)
+    default_quality: float = DEFAULT_QUALITY
 
 
 # Models shipped inside the package. Entries are never removed, so files written by any
 # release keep decoding.
 SHIPPED: dict[str, ShippedModel] = {
-    "hvq-v1": ShippedModel("hvq-v1.pt", 0x7B730E24, qualities=((1, 0.0),), default_quality=1),
-    # Chosen on 12 training photos (benchmarks/results/quality_sweep*.json): points on the
-    # rate-PSNR hull where bpp, PSNR and MS-SSIM all rise. Quality 1 is top and middle alone.
-    # The default, 4, is the knee: past it each stage adds about 0.12 bpp for under 0.5 dB.
+    "hvq-v1": ShippedModel("hvq-v1.pt", 0x7B730E24),
+    # Knots spaced so that log bpp is about linear in quality on 12 training photos
+    # (benchmarks/results/quality_scale-hvq-v2.json); 75, the default, is 2 stages: the knee, past
+    # which each stage adds about 0.12 bpp for under 0.5 dB.
     "hvq-v2": ShippedModel(
-        "hvq-v2.pt",
-        0xCA65E6AE,
-        qualities=((0, 0.0), (1, 0.5), (1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0)),
-        default_quality=4,
+        "hvq-v2.pt", 0xCA65E6AE, StageScale(((0, 0), (5000, 1), (7500, 2), (9000, 3), (10000, 4)))
     ),
 }
 DEFAULT_MODEL = "hvq-v2"
@@ -67,14 +65,12 @@ class Model:
     vqvae: HierarchicalVQVAE
     prior: HierarchicalPrior  # float, as trained
     coder: FixedPrior  # its integer-exact twin, which computes the probabilities for coding
-    qualities: tuple[Quality, ...] = ()
-    default_quality: int = 1
+    scale: StageScale | None = None  # None: `StageScale.even` over its bottom stages
+    default_quality: float = DEFAULT_QUALITY
 
     def __post_init__(self) -> None:
-        if not self.qualities:  # one quality per number of bottom stages, all codes nearest
-            stages = self.vqvae.config.bottom_stages
-            self.qualities = tuple((n, 0.0) for n in range(1, stages + 1))
-            self.default_quality = len(self.qualities)
+        if self.scale is None:
+            self.scale = StageScale.even(self.vqvae.config.bottom_stages)
 
 
 @dataclass
@@ -88,14 +84,7 @@ class HyperModel:
     hyper: FixedHyperSynthesis  # mean and log-scale of the fine symbols, integer-exact
     tables: np.ndarray  # (T, width) int64 probability tables of the fine symbols
     radii: np.ndarray  # (T,) each table spans -radius..radius
-    qualities: tuple[int, ...] = ()  # header quality (0..255 along the gains) of each quality
-    default_quality: int = 1
-
-    def __post_init__(self) -> None:
-        if not self.qualities:  # one quality per trained gain level
-            n = len(self.net.config.lambdas)
-            self.qualities = tuple(round(255 * i / max(1, n - 1)) for i in range(n))
-            self.default_quality = (n + 1) // 2 + 1 if n > 2 else n
+    default_quality: float = DEFAULT_QUALITY  # quality 0..100 spans the trained gains evenly
 
 
 def hash_state(h, state: dict[str, torch.Tensor]) -> None:
@@ -240,5 +229,7 @@ def load_shipped(name: str) -> Model | HyperModel:
             f"shipped weights for {name} are damaged: "
             f"id {model.model_id:08x}, expected {entry.model_id:08x}"
         )
-    model.qualities, model.default_quality = entry.qualities, entry.default_quality
+    if entry.scale is not None:
+        model.scale = entry.scale
+    model.default_quality = entry.default_quality
     return model

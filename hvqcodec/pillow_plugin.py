@@ -1,5 +1,8 @@
 """Pillow plugin: `Image.open("x.hvq")` and `im.save("y.hvq", quality=Q)` after `import hvqcodec`.
 
+`quality` is the 0-100 scale of Pillow's JPEG and WebP savers; `target_size`, `target_bpp` and
+`target_psnr` pick it instead, as in `hvqcodec.encode`.
+
 Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open`
 reads the header alone (size, model, quality) and, where the file is all there, the metadata
 chunks after the streams, which it seeks to; `load()` runs the codec with the model the header
@@ -32,7 +35,7 @@ class HvqImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["hvq_model_id"] = header.model_id
-        self.info["quality"] = header.quality
+        self.info["quality"] = header.quality_value
         # Metadata sits after the streams: seek over them. A file still arriving has no
         # chunks yet; load() reopens nothing, so they are read again once it is complete.
         self.fp.seek(header.streams_end)
@@ -71,7 +74,10 @@ class HvqDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    fp.write(resolve(None).encode(im, quality=im.encoderinfo.get("quality")))
+    options = im.encoderinfo
+    targets = {k: options.get(k) for k in ("target_size", "target_bpp", "target_psnr")}
+    strict = bool(options.get("strict"))
+    fp.write(resolve(None).encode(im, options.get("quality"), strict=strict, **targets))
 
 
 def register() -> None:

@@ -120,7 +120,9 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
+def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None = None) -> None:
+    """`overrides` of the model config also apply over an `init_from` checkpoint's config, for
+    changes that keep the weights' shapes (the lambdas, say)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.jsonl"
@@ -131,7 +133,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None) -> None:
         cfg.model = ck["config"]["model"]
     elif cfg.init_from:
         init = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
-        cfg.model = init["config"]["model"]
+        cfg.model = {**init["config"]["model"], **(overrides or {})}
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     cluster = Cluster(cfg.device)
@@ -250,16 +252,20 @@ def main(argv: list[str] | None = None) -> None:
             kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
         p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
                        help=f"default {default!r}")  # fmt: skip
-    p.add_argument("--model-json", help="JSON overrides of the model config (new runs only)")
+    p.add_argument(
+        "--model-json",
+        help="JSON overrides of the model config (new runs only; "
+        "with --init-from, over the checkpoint's config)",
+    )
     p.add_argument("--compact", help="at the end, also write a compact fp16 checkpoint here")
     args = p.parse_args(argv)
     cfg = RDTrainConfig(**{f.name: getattr(args, f.name) for f in fields(RDTrainConfig)
                            if f.name != "model"})  # fmt: skip
-    if args.model_json:
-        cfg.model = {**cfg.model, **json.loads(args.model_json)}
+    overrides = json.loads(args.model_json) if args.model_json else {}
+    cfg.model = {**cfg.model, **overrides}
     if not cfg.data:
         p.error("--data is required")
-    train(cfg, args.compact)
+    train(cfg, args.compact, overrides)
 
 
 if __name__ == "__main__":

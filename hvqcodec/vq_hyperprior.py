@@ -37,7 +37,7 @@ STRIDES = {"top": 64, "middle": 32, "fine": 16}
 STRIDE = 64  # image sides are padded to a multiple of the coarsest level's stride
 
 
-def _lambdas(low: float = 4e-4, high: float = 0.05, n: int = 6) -> tuple[float, ...]:
+def _lambdas(low: float = 1e-4, high: float = 0.08, n: int = 6) -> tuple[float, ...]:
     return tuple(low * (high / low) ** (i / (n - 1)) for i in range(n))
 
 
@@ -48,7 +48,7 @@ class VQHyperpriorConfig:
     hyper_channels: int = 192
     code_dim: int = 32
     codebook_sizes: tuple[int, int] = (512, 256)  # top, middle
-    activation: str = "gdn"  # gdn, gdn1 or relu (`hvqcodec.transforms`)
+    activation: str = "relu"  # relu, gdn or gdn1 (`hvqcodec.transforms`); relu won at equal CPU
     upsample: str = "deconv"  # deconv or subpixel
     attention: bool = True  # CBAM in the encoder at stride 8
     # The rate-distortion weight of each trained quality, lowest rate first (CompressAI's

@@ -64,12 +64,14 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
         return recrc(body[:8] + _varint(width) + _varint(height) + rest)
     if choice == 4:  # model id, quality, version
         f.model_id = rng.choice([f.model_id ^ (1 << rng.randrange(32)), rng.getrandbits(32)])
-        f.quality = rng.randrange(256)
+        f.version = rng.choice([1, 2])  # version 1 files keep decoding (a byte of quality)
+        f.quality = rng.randrange(256 if f.version == 1 else 10_001)
         data = pack(f) if rng.random() < 0.5 else recrc(body[:3] + bytes([rng.randrange(256)])
                                                         + body[4:])  # fmt: skip
         return data
     if choice == 5:  # level count and stream lengths, with the payload as it was
-        head = body[:8] + _varint(f.width) + _varint(f.height) + bytes([f.quality])
+        quality = f.quality.to_bytes(1 if f.version == 1 else 2, "big")
+        head = body[:8] + _varint(f.width) + _varint(f.height) + quality
         count = rng.choice([0, 1, 2, 3, 4, 255])
         lengths = b"".join(_varint(rng.choice(EXTREMES + [rng.randrange(64)]))
                            for _ in range(count))  # fmt: skip

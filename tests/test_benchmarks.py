@@ -40,12 +40,14 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     again = [json.loads(line) for line in (out / "rd.jsonl").open()]
     ours = [r for r in again if r["codec"] == "hvqcodec"]
     assert {r["version"] for r in ours} == {f"{m.model_id:08x}"} and len(ours) == 2
-    assert len(again) == len(rows) - 1 + 2
+    before = sum(r["codec"] == "hvqcodec" for r in rows)
+    assert len(again) == len(rows) - before + 2
 
     kodak.main(args)
     result = json.loads((out / "hvq.json").read_text())
-    assert result["quality"] == 3 and result["mean"]["all_codes_exact"] is True
-    assert (out / "hvq-q1.json").exists() and result["mean"]["preview_psnr"] > 0
+    assert result["quality"] == 75 and result["mean"]["all_codes_exact"] is True
+    assert (out / "hvq-q0.json").exists() and result["mean"]["preview_psnr"] > 0
+    assert (out / "hvq-q66.67.json").exists() and (out / "hvq-q100.json").exists()
 
     # The README generator fills its blocks from these result files.
     text = tmp_path / "README.md"
@@ -61,6 +63,21 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     readme.main(["--results", str(out), "--readme", str(text), "--card", str(card)])
     filled = text.read_text()
     assert "| JPEG |" in filled and "Our JPEG and WebP" in filled
-    assert "| 3 | 5 |" in filled and "rise with the quality" in filled
+    assert "| 100 | 5 |" in filled and "| 75 | 5 |" in filled and "with the quality" in filled
     assert "integer-exact prior against the float prior" in filled
     assert "### Evaluation on `f`" in filled and "| dog.png |" in filled
+
+
+def test_the_campaign_plot_reads_a_compact_checkpoints_log(tmp_path):
+    import torch
+
+    from benchmarks import campaign
+
+    rows = [{"step": s, "cpu_hours": h, "val_bpp": [0.1, 0.3], "val_psnr": [22.0 + h, 24.0 + h]}
+            for s, h in ((0, 0.0), (100, 0.5), (100, 0.5), (250, 1.0))]  # fmt: skip
+    log = "\n".join(json.dumps(r) for r in [*rows, {"step": 300, "loss": 1.0}]) + "\n"
+    torch.save({"format": "hvqcodec-rd-checkpoint/1", "log": log}, tmp_path / "ck.pt")
+    out = tmp_path / "campaign.png"
+    campaign.main(["--log", str(tmp_path / "ck.pt"), "--out", str(out)])
+    assert out.stat().st_size > 0
+    assert [r["step"] for r in campaign.validation_rows(tmp_path / "ck.pt")] == [0, 100, 250]

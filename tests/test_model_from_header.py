@@ -97,7 +97,7 @@ def big_file() -> bytes:
     streams = [bytes([s]) * (2**21 // 6) for s in range(6)]
     icc = b"profile" * 10
     return container.pack(
-        container.HvqFile(4096, 4096, SHIPPED["hvq-v2"].model_id, 4, streams, {b"ICCP": icc})
+        container.HvqFile(4096, 4096, SHIPPED["hvq-v2"].model_id, 6250, streams, {b"ICCP": icc})
     )
 
 
@@ -106,7 +106,7 @@ def test_open_reads_the_header_and_chunks_only_and_verify_checks_the_crc(monkeyp
     fp = CountingReader(data)
     with Image.open(fp) as im:
         assert im.size == (4096, 4096) and im.format == "HVQ"
-        assert im.info["icc_profile"] == b"profile" * 10 and im.info["quality"] == 4
+        assert im.info["icc_profile"] == b"profile" * 10 and im.info["quality"] == 62.5
         assert fp.read_bytes < 200  # the header and the chunks, none of the 2 MiB of streams
         im.verify()  # intact
     bad = bytearray(data)

@@ -73,19 +73,18 @@ def test_the_python_snippet_runs(workdir):
 
 
 def test_the_qualities_stated_are_the_shipped_ones():
-    n, default = len(DEFAULT.qualities), DEFAULT.default_quality
+    default = DEFAULT.default_quality
     use = use_block("sh") + use_block("python")
     for q in re.findall(r"(?:-q |quality=)(\d+)", use):
-        assert 1 <= int(q) <= n, f"quality {q} in the Use block; {DEFAULT_MODEL} has 1..{n}"
-    for top in re.findall(r"quality 1 \(smallest\) \.\. (\d+)", README):
-        assert int(top) == n
-    for word in re.findall(r"[Oo]ne model covers (\w+) qualities", README):
-        assert number(word) == n
+        assert 0 <= int(q) <= 100, f"quality {q} in the Use block; the scale is 0-100"
     for q in re.findall(r"[Tt]he default(?:,| is)? quality (\d+)", README):
-        assert int(q) == default
-    counts = "|".join(WORDS)
-    for q, word in re.findall(rf"quality (\d+) \(({counts})(?: bottom stages?)?\)", README):
-        assert DEFAULT.qualities[int(q) - 1][0] == number(word), f"quality {q} ({word})"
+        assert int(q) == default, f"the default quality {q}; {DEFAULT_MODEL}'s is {default:g}"
+    knots = re.search(r"hvq-v2's knots: (.*?) each with nearest codes", README, re.S)
+    stated = re.findall(r"(\d+) (\w+)(?: bottom)?(?: stages?)?", knots.group(1))
+    stated = [(int(q), w) for q, w in stated if w in WORDS or w == "codes"]
+    assert [q for q, _ in stated[1:]] == [q // 100 for q in DEFAULT.scale.qualities[1:]]
+    for q, word in stated[1:]:
+        assert DEFAULT.scale.point(100 * q) == (number(word), 0.0), f"quality {q} ({word})"
 
 
 def test_the_stage_and_prior_counts_stated_are_the_shipped_ones():
@@ -103,10 +102,11 @@ def test_the_stage_and_prior_counts_stated_are_the_shipped_ones():
         assert max(map(int, listed.split())) <= stages, "quality_sweep's usage line"
 
 
-def test_the_quality_help_does_not_assume_the_default_model(tmp_path):
+def test_every_model_takes_the_same_quality_scale(tmp_path):
     r = CliRunner().invoke(main, ["compress", "--help"])
-    assert f"1..{len(DEFAULT.qualities)}" not in r.output
-    out = str(tmp_path / "x.hvq")
-    r = CliRunner().invoke(main, ["compress", "-m", "hvq-v1", "-q", "2", str(IMAGES / "dog.png"),
-                                  "-o", out])  # fmt: skip
-    assert r.exit_code == 1 and "hvq-v1 has 1..1" in r.output, r.output
+    assert "0 to 100" in r.output and f"default {DEFAULT.default_quality:g}" in r.output
+    out = tmp_path / "x.hvq"
+    r = CliRunner().invoke(main, ["compress", "-m", "hvq-v1", "-q", "62.5", str(IMAGES / "dog.png"),
+                                  "-o", str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "quality 62.5," in CliRunner().invoke(main, ["info", str(out)]).output

@@ -161,6 +161,6 @@ def test_adding_bottom_stages_warm_starts_from_a_smaller_model(tmp_path, data, d
     rows = [json.loads(line) for line in open(tmp_path / "b" / "log.jsonl")]
     assert "perplexity_bottom3" in rows[0]
     codec = Codec(staged)
-    assert codec.qualities == (1, 2, 3)
+    assert codec.qualities == (0, 33.33, 66.67, 100)
     for q in codec.qualities:
         assert codec.decode(codec.encode(dog, q)).size == (160, 272)

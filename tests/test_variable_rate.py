@@ -1,4 +1,5 @@
 """Qualities from residual bottom stages, prefixes of streams, and the preview."""
+# The tiny staged model's scale: knots at 0, 33.33, 66.67 and 100, each one more stage.
 
 import io
 
@@ -41,14 +42,14 @@ def test_residual_stages_quantize_what_the_earlier_ones_left():
     assert not kept[1].any()
 
 
-def test_each_quality_codes_one_more_stage(staged_codec, dog):
-    assert staged_codec.qualities == (1, 2, 3)
+def test_each_knot_codes_one_more_stage(staged_codec, dog):
+    assert staged_codec.qualities == (0, 33.33, 66.67, 100)
     sizes = []
-    for q in staged_codec.qualities:
+    for stages, q in enumerate(staged_codec.qualities):
         enc = staged_codec.encode_detailed(dog, q)
         header = container.unpack(enc.data)
-        assert header.quality == q
-        assert len(header.streams) == PREVIEW_STREAMS + q
+        assert header.quality == round(100 * q) and enc.quality == q
+        assert len(header.streams) == PREVIEW_STREAMS + stages
         dec = staged_codec.decode_detailed(enc.data)
         assert list(dec.codes) == list(enc.codes)
         for name in enc.codes:
@@ -58,13 +59,14 @@ def test_each_quality_codes_one_more_stage(staged_codec, dog):
 
 
 def test_streams_are_a_prefix_across_qualities(staged_codec, dog):
-    low = container.unpack(staged_codec.encode(dog, 1)).streams
-    high = container.unpack(staged_codec.encode(dog, 3)).streams
-    assert high[: len(low)] == low
+    low = container.unpack(staged_codec.encode(dog, 0)).streams
+    middle = container.unpack(staged_codec.encode(dog, 50)).streams
+    high = container.unpack(staged_codec.encode(dog, 100)).streams
+    assert high[: len(low)] == low and middle[:-1] == high[: len(middle) - 1]
 
 
 def test_preview_reads_only_top_and_middle(staged_codec, dog):
-    data = staged_codec.encode(dog, 3)
+    data = staged_codec.encode(dog, 100)
     streams = container.unpack(data).streams
     f = io.BytesIO(data)
     prefix = container.read_prefix(f, PREVIEW_STREAMS)
@@ -75,38 +77,39 @@ def test_preview_reads_only_top_and_middle(staged_codec, dog):
     # The same picture as the preview of the whole file, and of a lower quality's file.
     whole = staged_codec.decode(data, preview=True)
     assert np.array_equal(np.asarray(whole), np.asarray(preview.image))
-    low = staged_codec.decode(staged_codec.encode(dog, 1), preview=True)
+    low = staged_codec.decode(staged_codec.encode(dog, 0), preview=True)
     assert np.array_equal(np.asarray(low), np.asarray(preview.image))
 
 
 def test_preview_of_a_truncated_header_fails_cleanly(staged_codec, dog):
-    data = staged_codec.encode(dog, 3)
+    data = staged_codec.encode(dog, 100)
     for cut in (0, 2, 9, 14):
         with pytest.raises(HvqError):
             staged_codec.decode(data[:cut], preview=True)
 
 
 def test_more_streams_than_the_model_has_is_refused(staged_codec, tiny_codec, dog):
-    data = staged_codec.encode(dog, 3)
+    data = staged_codec.encode(dog, 100)
     f = container.unpack(data)
     f.model_id = tiny_codec.model.model_id
     with pytest.raises(HvqError, match="streams"):
         tiny_codec.decode(container.pack(f))
 
 
-def test_unknown_quality_names_the_range(staged_codec, dog):
-    with pytest.raises(HvqError, match="1..3"):
-        staged_codec.encode(dog, 4)
+@pytest.mark.parametrize("quality", [100.01, -1, float("nan"), "high"])
+def test_a_quality_off_the_scale_names_the_range(staged_codec, dog, quality):
+    with pytest.raises(HvqError, match="0 to 100|0..100"):
+        staged_codec.encode(dog, quality)
 
 
 def test_a_model_cut_to_fewer_stages_codes_the_same_streams(staged_codec, dog):
     m = staged_codec.model
     cut = Codec(build_model(keep_stages(pack_weights("cut", m.vqvae, m.prior), 2)))
-    assert cut.qualities == (1, 2) and len(cut.model.vqvae.streams) == 4
+    assert cut.qualities == (0, 50, 100) and len(cut.model.vqvae.streams) == 4
     assert cut.model.model_id != m.model_id
     assert (
-        container.unpack(cut.encode(dog, 2)).streams
-        == container.unpack(staged_codec.encode(dog, 2)).streams
+        container.unpack(cut.encode(dog, 100)).streams
+        == container.unpack(staged_codec.encode(dog, 66.67)).streams
     )
     with pytest.raises(HvqError):
         keep_stages(pack_weights("cut", m.vqvae, m.prior), 4)

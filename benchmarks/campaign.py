@@ -1,0 +1,75 @@
+"""The hvq-v3 training campaign's validation curve, from the log its compact checkpoint carries
+(or a run's log.jsonl): validation PSNR and bpp per trained quality against CPU-hours, and the
+latest rate-distortion curve beside hvq-v2's on the same photos.
+
+    python -m benchmarks.campaign --log checkpoints/hvq-v3.pt --out checkpoints/campaign.png
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def validation_rows(log: Path) -> list[dict]:
+    """The validation rows of a log.jsonl, or of the log a compact checkpoint carries."""
+    if log.suffix == ".pt":
+        text = torch.load(log, map_location="cpu", weights_only=True).get("log", "")
+    else:
+        text = log.read_text()
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = [r for r in rows if "val_psnr" in r]
+    latest = {}  # a resumed run may log the same step twice: keep the last
+    for r in rows:
+        latest[r["step"]] = r
+    return sorted(latest.values(), key=lambda r: r["step"])
+
+
+def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    hours = [r["cpu_hours"] for r in rows]
+    for q in range(len(rows[-1]["val_psnr"])):
+        axes[0].plot(hours, [r["val_psnr"][q] for r in rows], marker=".", label=f"level {q}")
+        axes[1].plot(hours, [r["val_bpp"][q] for r in rows], marker=".", label=f"level {q}")
+    axes[0].set(xlabel="CPU-hours (2 cores)", ylabel="validation PSNR (dB)")
+    axes[1].set(xlabel="CPU-hours (2 cores)", ylabel="validation bpp", yscale="log")
+    for r in rows[-3:]:
+        axes[2].plot(r["val_bpp"], r["val_psnr"], marker="o",
+                     label=f"hvq-v3, step {r['step']} ({r['cpu_hours']:.2f} h)")  # fmt: skip
+    if baseline:
+        curve = baseline["curve"]
+        axes[2].plot([c["bpp"] for c in curve], [c["psnr"] for c in curve], "k--", marker="s",
+                     label=f"{baseline['model']} (real files)")  # fmt: skip
+    axes[2].set(xlabel="bpp", ylabel="PSNR (dB)", title="validation photos")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--log", required=True, type=Path, help="compact checkpoint or log.jsonl")
+    p.add_argument("--baseline", type=Path,
+                   default=Path("benchmarks/results/validation-hvq-v2.json"))  # fmt: skip
+    p.add_argument("--out", required=True, type=Path)
+    args = p.parse_args(argv)
+    rows = validation_rows(args.log)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
+    plot(rows, baseline, args.out)
+    for r in rows:
+        print(f"step {r['step']:>6}  {r['cpu_hours']:.2f} h  bpp {r['val_bpp']}  "
+              f"PSNR {r['val_psnr']}")  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Rate control: the 0-100 quality scale, and encoding to a target size or PSNR.
+
+A quality is a number from 0 to 100, as in cwebp, cjxl, avifenc and Pillow's savers; each
+model family maps it, monotonically and continuously, onto its own rate parameters
+(`vq_codec.operating_point`, `hyper_codec` gain interpolation). It travels in hundredths
+(0..10000): the header stores that integer, so a fraction asked for is the fraction recorded.
+
+A target (`--size`, `--bpp`, `--psnr`) is met by a search along that scale (`search`) whose
+trials reuse one analysis of the image: each trial recodes only what the quality changes.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hvqcodec.errors import HvqError
+
+FULL = 10_000  # the highest quality, 100, in hundredths
+SIZE_BAND = 0.97  # a size target is met by a file of 97% to 100% of the budget
+PSNR_BAND = 0.3  # a PSNR target is met from the target to 0.3 dB above it
+
+
+def to_hundredths(quality: float) -> int:
+    """A 0-100 quality (fractions allowed) as the integer the header stores."""
+    try:
+        q = float(quality)
+    except (TypeError, ValueError):
+        raise HvqError(f"quality must be a number from 0 to 100, not {quality!r}") from None
+    if not 0 <= q <= 100:  # also refuses NaN
+        raise HvqError(f"quality {quality} is outside 0..100")
+    return round(q * 100)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to aim for instead of a quality: a file size in bytes or a PSNR in dB."""
+
+    kind: str  # "size" or "psnr"
+    value: float
+    asked: str  # as the user put it, for notes: "--size 12000", "--bpp 0.5", "--psnr 30"
+
+    @staticmethod
+    def choose(
+        width: int,
+        height: int,
+        *,
+        size: int | None = None,
+        bpp: float | None = None,
+        psnr: float | None = None,
+    ) -> "Target | None":
+        """The one target given (none: None); several raise HvqError."""
+        given = {k: v for k, v in (("size", size), ("bpp", bpp), ("psnr", psnr)) if v is not None}
+        if len(given) > 1:
+            names = " and ".join(f"target_{k}" for k in given)
+            raise HvqError(f"{names} are mutually exclusive: give one target")
+        if not given:
+            return None
+        ((kind, value),) = given.items()
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise HvqError(f"target_{kind} must be a number, not {value!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise HvqError(f"target_{kind} must be a positive number, not {value}")
+        if kind == "size":
+            return Target("size", math.floor(value), f"a size of {math.floor(value)} bytes")
+        if kind == "bpp":
+            budget = math.floor(value * width * height / 8)
+            return Target("size", budget, f"{value:g} bpp ({budget} bytes)")
+        return Target("psnr", value, f"a PSNR of {value:g} dB")
+
+    def miss(self, achieved: float) -> str | None:
+        """A note when the file chosen misses the target (None: it meets it)."""
+        if self.kind == "size" and achieved > self.value:
+            over = 100 * (achieved / self.value - 1) if self.value else math.inf
+            return (f"even quality 0 gives {achieved:.0f} bytes, {over:.1f}% over "
+                    f"{self.asked}")  # fmt: skip
+        if self.kind == "psnr" and achieved < self.value:
+            return (f"even quality 100 reaches only {achieved:.2f} dB, "
+                    f"{self.value - achieved:.2f} dB short of {self.asked}")  # fmt: skip
+        return None
+
+    def score(self, achieved: float) -> float:
+        """Where a trial lies against the target, rising with the quality: in the window
+        [low, high] it is met."""
+        if self.kind == "size":
+            return math.log(max(achieved, 1) / max(self.value, 1))
+        return achieved - self.value
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return (math.log(SIZE_BAND), 0.0) if self.kind == "size" else (0.0, PSNR_BAND)
+
+
+@dataclass(frozen=True)
+class StageScale:
+    """A VQ-VAE model's quality scale. `knots`: (quality in hundredths, bottom stages), where
+    that many stages are coded with nearest codes, ascending. Between two knots the quality
+    codes the upper knot's stages, the last with a rate-distortion weight (`LevelEncoder`)
+    falling geometrically from `ramp[1]` just above the lower knot to `ramp[0]`, then 0 at the
+    upper knot.
+
+    Rate is continuous along each segment but jumps where a stage comes in: even with its
+    codes chosen for rate alone, a stage costs what its prior cannot predict (on hvq-v2's
+    stages 2 to 4, most of what the stage costs with nearest codes)."""
+
+    knots: tuple[tuple[int, int], ...]
+    ramp: tuple[float, float] = (0.1, 1.0)  # past 1, hvq-v2's stages 1 and 2 fall below the knot
+
+    @staticmethod
+    def even(stages: int) -> "StageScale":
+        """Knots spread evenly over 0..100, from none to `stages` bottom stages."""
+        return StageScale(tuple((round(FULL * s / stages), s) for s in range(stages + 1)))
+
+    def point(self, quality: int) -> tuple[int, float]:
+        """(bottom stages, rate-distortion weight of the last one) at `quality` (hundredths)."""
+        for (q0, _), (q1, stages) in zip(self.knots, self.knots[1:]):
+            if q0 < quality <= q1:
+                t = (q1 - quality) / (q1 - q0)
+                low, high = self.ramp
+                return stages, low * (high / low) ** t if t else 0.0
+        return (self.knots[0] if quality <= self.knots[0][0] else self.knots[-1])[1], 0.0
+
+    @property
+    def qualities(self) -> tuple[int, ...]:
+        return tuple(q for q, _ in self.knots)
+
+
+def search(
+    score: Callable[[int], float],
+    target: Target,
+    knots: tuple[int, ...] = (),
+    max_trials: int = 12,
+) -> int:
+    """The quality (hundredths) to encode at for `target`, where `score(q)` (`Target.score` of
+    a trial at q) rises with q.
+
+    The ends are tried first: past them the target cannot be met, and the nearer end is
+    returned. `knots` are qualities where the model's rate control changes gear (where `score`
+    may bend); they are bisected first, then the bracket is narrowed by interpolation, with a
+    halving step whenever interpolation narrowed it too little. If the trials run out, the best
+    one on the safe side is returned: the largest file that fits a size, the smallest that
+    reaches a PSNR.
+    """
+    low, high = target.window
+    size = target.kind == "size"  # a size must not be passed; a PSNR must be reached
+    tried: dict[int, float] = {}
+
+    def at(q: int) -> float:
+        if q not in tried:
+            tried[q] = score(q)
+        return tried[q]
+
+    lo, hi = 0, FULL
+    if size and at(hi) <= high or not size and at(lo) >= low:
+        return hi if size else lo  # even the best fits, or even the least reaches
+    if size and at(lo) > high or not size and at(hi) < low:
+        return lo if size else hi  # nothing fits, or nothing reaches: the nearest miss
+    for q in (lo, hi):
+        if low <= at(q) <= high:
+            return q
+    inner = [k for k in sorted(set(knots)) if lo < k < hi]
+    while inner:  # bisect the knots; lo stays below the window and hi above it
+        k = inner[len(inner) // 2]
+        s = at(k)
+        if low <= s <= high:
+            return k
+        if s < low:
+            lo, inner = k, [j for j in inner if j > k]
+        else:
+            hi, inner = k, [j for j in inner if j < k]
+    halve = False
+    while hi - lo > 1 and len(tried) < max_trials:
+        s_lo, s_hi = tried[lo], tried[hi]
+        if halve or not s_lo < s_hi:
+            q = (lo + hi) // 2
+        else:
+            q = round(lo + ((low + high) / 2 - s_lo) / (s_hi - s_lo) * (hi - lo))
+        q, width = min(max(q, lo + 1), hi - 1), hi - lo
+        s = at(q)
+        if low <= s <= high:
+            return q
+        lo, hi = (q, hi) if s < low else (lo, q)
+        halve = not halve and hi - lo > width / 2
+    if size:
+        return max((q for q, s in tried.items() if s <= high), key=lambda q: (tried[q], q))
+    return min((q for q, s in tried.items() if s >= low), key=lambda q: (tried[q], -q))
