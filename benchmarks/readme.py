@@ -195,6 +195,36 @@ def speed_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def targets_table(result: dict) -> str:
+    """benchmarks/targets.py's summary: where each target's files land, and what it costs."""
+    s = result["summary"]
+    lines = [
+        f"{result['model']}, {result['torch_threads']} threads; a plain encode at the default "
+        f"quality takes {s['plain_median_s']:.2f} s (median). Misses are counted by why: "
+        "unreachable (over the budget even at quality 0, or short of the PSNR even at 100), "
+        "scale end (quality 100 under the budget, or quality 0 over the PSNR), rate jump (one "
+        "step of quality jumps across the window).",
+        "",
+        "| target | met | unreachable | scale end | rate jump | mean | time vs plain (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, t in s.items():
+        if not isinstance(t, dict):
+            continue
+        flag = {"size": "--size", "bpp": "--bpp", "psnr": "--psnr"}[name.split()[0]]
+        value = name.split()[1] + (" bpp of bytes" if flag == "--size" else "")
+        mean = (f"{t['mean_psnr']:.2f} dB" if "mean_psnr" in t
+                else f"{100 * t['mean_share']:.1f}% of budget")  # fmt: skip
+        lines.append(
+            f"| `{flag} {value}` | {t['met']}/{t['images']} | {t['unreachable']} | "
+            f"{t['scale_end']} | {t['rate_jump']} | {mean} | {t['median_vs_plain']:.2f}x |"
+        )
+    ratio = s["median_target_vs_plain"]
+    lines += ["", f"Median time of a target encode: {ratio:.2f}x a plain encode (target: at most "
+              f"3x): {_met(ratio, '<=', 3.0)}."]  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/kodak"))
@@ -210,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         "kodak": (load(args.results / "hvq.json"), results_table),
         "rd": (load(args.results / "rd_summary.json"), rd_table),
         "speed": (load(args.results.parent / "speed.json"), speed_table),
+        "targets": (load(args.results / "targets.json"), targets_table),
         "model-card": (load(args.card), lambda card: card_markdown(card, level=0)),
     }
     for name, (data, render) in blocks.items():

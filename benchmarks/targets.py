@@ -6,8 +6,11 @@
 For every image: a plain encode at the default quality (the time reference), then `--size` at
 0.25, 0.5 and 1 bpp worth of bytes, the same as `--bpp`, and `--psnr` 30 and 33, each through
 the real codec in memory (2 torch threads). A size target is met by a file of 97% to 100% of
-its budget; a PSNR target by a file within 0.3 dB above it; a miss is either of the ends of
-the scale (when no quality meets the target) or a file outside that window.
+its budget; a PSNR target by a file within 0.3 dB above it. Every other file is counted by
+why it misses: `unreachable` (over the budget even at quality 0, or short of the PSNR even at
+100), `scale_end` (on the safe side at the end of the scale: quality 100 under the budget,
+quality 0 over the PSNR) or `rate_jump` (on the safe side inside the scale, where one step of
+quality jumps across the window).
 """
 
 import argparse
@@ -27,6 +30,7 @@ from hvqcodec.rate_control import PSNR_BAND, SIZE_BAND
 
 BPPS = (0.25, 0.5, 1.0)
 PSNRS = (30.0, 33.0)
+OUTCOMES = ("met", "unreachable", "scale_end", "rate_jump")
 
 
 def timed(fn, *args, **kwargs):
@@ -47,15 +51,18 @@ def one_image(codec: Codec, rgb: np.ndarray) -> list[dict]:
         enc, seconds = timed(codec.encode_detailed, rgb, **kwargs)
         row = {"target": kind, "value": value, "quality": enc.quality, "bytes": len(enc.data),
                "bpp": enc.bpp, "seconds": seconds, "vs_plain": seconds / plain_s,
-               "missed": bool(enc.notes)}  # fmt: skip
+               "note": enc.notes[-1] if enc.notes else None}  # fmt: skip
         if kind == "psnr":
             row["psnr"] = psnr(rgb, np.asarray(codec.decode(enc.data)))
-            row["met"] = value <= row["psnr"] <= value + PSNR_BAND
+            unsafe, safe = row["psnr"] < value, row["psnr"] > value + PSNR_BAND
+            end = enc.quality == 0
         else:
             budget = kwargs.get("target_size") or int(value * pixels / 8)
             row["budget"], row["share"] = budget, len(enc.data) / budget
-            row["met"] = SIZE_BAND <= row["share"] <= 1.0
-            row["over"] = row["share"] > 1.0
+            unsafe, safe = row["share"] > 1.0, row["share"] < SIZE_BAND
+            end = enc.quality == 100
+        row["outcome"] = ("unreachable" if unsafe else "met" if not safe
+                          else "scale_end" if end else "rate_jump")  # fmt: skip
         rows.append(row)
     return rows
 
@@ -66,13 +73,11 @@ def summarize(rows: list[dict]) -> dict:
     for kind, values in (("size", BPPS), ("bpp", BPPS), ("psnr", PSNRS)):
         for v in values:
             sel = [r for r in rows if r["target"] == kind and r["value"] == v]
-            s = {"met": sum(r["met"] for r in sel), "images": len(sel),
-                 "no_quality_meets_it": sum(r["missed"] for r in sel),
+            s = {"images": len(sel), **{o: sum(r["outcome"] == o for r in sel) for o in OUTCOMES},
                  "median_vs_plain": statistics.median(r["vs_plain"] for r in sel)}  # fmt: skip
             if kind == "psnr":
                 s["mean_psnr"] = statistics.mean(r["psnr"] for r in sel)
             else:
-                s["over_budget"] = sum(r["over"] and not r["missed"] for r in sel)
                 s["mean_share"] = statistics.mean(r["share"] for r in sel)
             out[f"{kind} {v:g}"] = s
     every = [r["vs_plain"] for r in rows if r["target"] != "plain"]

@@ -184,8 +184,8 @@ class Codec:
             q = to_hundredths(self.default_quality) if asked is None else asked
         else:
             q = search(lambda q: target.score(achieved(q)), target, encoder.knots)
-            miss = target.miss(achieved(q))
-            if miss and strict:
+            miss, fails = target.miss(achieved(q), q)
+            if fails and strict:
                 raise HvqError(miss)
             if miss:
                 notes.append(miss)

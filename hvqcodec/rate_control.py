@@ -69,16 +69,29 @@ class Target:
             return Target("size", budget, f"{value:g} bpp ({budget} bytes)")
         return Target("psnr", value, f"a PSNR of {value:g} dB")
 
-    def miss(self, achieved: float) -> str | None:
-        """A note when the file chosen misses the target (None: it meets it)."""
-        if self.kind == "size" and achieved > self.value:
-            over = 100 * (achieved / self.value - 1) if self.value else math.inf
-            return (f"even quality 0 gives {achieved:.0f} bytes, {over:.1f}% over "
-                    f"{self.asked}")  # fmt: skip
-        if self.kind == "psnr" and achieved < self.value:
-            return (f"even quality 100 reaches only {achieved:.2f} dB, "
-                    f"{self.value - achieved:.2f} dB short of {self.asked}")  # fmt: skip
-        return None
+    def miss(self, achieved: float, quality: int) -> tuple[str | None, bool]:
+        """(a note when the file chosen at `quality` lands outside the target's window, None
+        when it meets it; whether it fails the target: a file over the budget, or short of
+        the PSNR). Landing on the safe side is only a note: the scale ends there, or (with a
+        stage-prefix model) the rate jumps past the window."""
+        if self.kind == "size":
+            if achieved > self.value:
+                over = 100 * (achieved / self.value - 1) if self.value else math.inf
+                return f"even quality 0 gives {achieved:.0f} bytes, {over:.1f}% over " \
+                       f"{self.asked}", True  # fmt: skip
+            if achieved >= SIZE_BAND * self.value:
+                return None, False
+            under = f"{achieved:.0f} bytes, {100 * (1 - achieved / self.value):.1f}% under"
+            why = "the highest" if quality == FULL else "the next one up is over"
+            return f"quality {quality / 100:g} ({why}) gives {under} {self.asked}", False
+        if achieved < self.value:
+            return f"even quality 100 reaches only {achieved:.2f} dB, " \
+                   f"{self.value - achieved:.2f} dB short of {self.asked}", True  # fmt: skip
+        if achieved <= self.value + PSNR_BAND:
+            return None, False
+        why = "the lowest" if quality == 0 else "the next one down falls short"
+        return f"quality {quality / 100:g} ({why}) gives {achieved:.2f} dB, " \
+               f"{achieved - self.value:.2f} dB over {self.asked}", False  # fmt: skip
 
     def score(self, achieved: float) -> float:
         """Where a trial lies against the target, rising with the quality: in the window

@@ -104,8 +104,20 @@ def test_impossible_targets_write_the_nearest_miss_or_fail_when_strict(hyper, do
     assert enc.quality == 100 and "short of a PSNR of 80 dB" in enc.notes[-1]
     with pytest.raises(HvqError, match="quality 0 gives"):
         hyper.encode(dog, target_size=50, strict=True)
+    # Past the safe end of the scale the file is written with a note, even when strict.
     top = len(hyper.encode(dog, 100))
-    assert len(hyper.encode(dog, target_size=10 * top, strict=True)) == top  # fits: the best
+    enc = hyper.encode_detailed(dog, target_size=10 * top, strict=True)
+    assert len(enc.data) == top and "quality 100 (the highest) gives" in enc.notes[-1]
+    enc = hyper.encode_detailed(dog, target_psnr=1, strict=True)
+    assert enc.quality == 0 and "quality 0 (the lowest) gives" in enc.notes[-1]
+
+
+def test_a_target_inside_a_rate_jump_lands_on_the_safe_side_with_a_note(dog):
+    codec = Codec("hvq-v2")
+    below, above = (len(codec.encode(dog, q)) for q in (50, 50.01))  # stage 2 comes in
+    enc = codec.encode_detailed(dog, target_size=above - 1)
+    assert len(enc.data) == below < 0.97 * (above - 1)
+    assert "(the next one up is over)" in enc.notes[-1]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +173,7 @@ def test_cli_targets_per_file_and_their_errors(tmp_path, hyper, dog):
 
 
 def test_the_targets_benchmark_runs_on_one_image(tmp_path):
-    from benchmarks import targets
+    from benchmarks import readme, targets
 
     weights, images = tmp_path / "tiny.pt", tmp_path / "images"
     torch.save(tiny_hyper(), weights)
@@ -171,3 +183,7 @@ def test_the_targets_benchmark_runs_on_one_image(tmp_path):
     targets.main(["--images", str(images), "--out", str(out), "--model", str(weights)])
     summary = json.loads(out.read_text())["summary"]
     assert summary["size 0.25"]["images"] == 1 and summary["median_target_vs_plain"] > 0
+    for kind in ("size 0.25", "bpp 1", "psnr 33"):
+        assert sum(summary[kind][o] for o in targets.OUTCOMES) == 1
+    table = readme.targets_table(json.loads(out.read_text()))
+    assert "| `--size 0.25 bpp of bytes` | " in table and "| `--psnr 33` | " in table
