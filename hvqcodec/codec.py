@@ -152,6 +152,8 @@ class Codec:
         target = Target.choose(width, height, size=target_size, bpp=target_bpp, psnr=target_psnr)
         if target is not None and quality is not None:
             raise HvqError("give a quality or a target, not both")
+        if strict and target is None:
+            raise HvqError("strict needs a target: target_size, target_bpp or target_psnr")
         chunks = {}
         if metadata:
             for key, kind in container.METADATA_CHUNKS.items():
@@ -236,7 +238,10 @@ class Codec:
         if isinstance(self.model, HyperModel):
             most = len(hyper_codec.STREAMS)
             if header.version == 1:
-                raise HvqError("corrupt header: an hvq-v3 file of format version 1")
+                raise HvqError(
+                    "unsupported file: format version 1 with an hvq-v3 model (only the "
+                    "development releases wrote these; re-encode from the original)"
+                )
         else:
             most = len(self.model.vqvae.streams)
         if not PREVIEW_STREAMS <= len(header.streams) <= most:

@@ -16,6 +16,7 @@ MAGIC = b"HVQ"
 VERSION = 2
 VERSIONS = (1, 2)
 QUALITY_SCALE = 100  # quality is stored as round(quality * 100), 0..10000
+MAX_QUALITY = {1: 255, 2: 100 * QUALITY_SCALE}  # the field's largest value, per version
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
 METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
 
@@ -85,7 +86,7 @@ def pack(f: HvqFile) -> bytes:
         raise HvqError(f"cannot store an image of {f.width}x{f.height}")
     if f.version not in VERSIONS:
         raise HvqError(f"cannot write .hvq format version {f.version}")
-    if not 0 <= f.quality <= (255 if f.version == 1 else 100 * QUALITY_SCALE):
+    if not isinstance(f.quality, int) or not 0 <= f.quality <= MAX_QUALITY[f.version]:
         raise HvqError(f"quality field {f.quality} out of range")
     if len(f.streams) > 255:
         raise HvqError("the stream count must fit in a byte")
@@ -147,7 +148,7 @@ def _header(r: _Reader) -> Header:
     if width < 1 or height < 1:
         raise HvqError(f"corrupt header: image size {width}x{height}")
     quality = int.from_bytes(r.take(1 if version == 1 else 2, "quality"), "big")
-    if quality > (255 if version == 1 else 100 * QUALITY_SCALE):
+    if quality > MAX_QUALITY[version]:
         raise HvqError(f"corrupt header: quality field {quality} is past 10000 (100.00)")
     levels = r.take(1, "stream count")[0]
     lengths = [r.varint("stream length") for _ in range(levels)]

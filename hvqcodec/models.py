@@ -184,7 +184,18 @@ def save_weights(path: str | Path, name: str, vqvae: HierarchicalVQVAE, prior: H
 
 
 def build_model(weights: dict) -> Model | HyperModel:
-    """Instantiate a model from a weights dict (as saved by `save_weights`)."""
+    """Instantiate a model from a weights dict (as saved by `save_weights`). Weights that are
+    a shipped model's, however they were loaded, get its quality scale and default."""
+    model = _build(weights)
+    entry = next((e for e in SHIPPED.values() if e.model_id == model.model_id), None)
+    if entry is not None:
+        if entry.scale is not None:
+            model.scale = entry.scale
+        model.default_quality = entry.default_quality
+    return model
+
+
+def _build(weights: dict) -> Model | HyperModel:
     if isinstance(weights, dict) and weights.get("format") == HYPER_WEIGHTS_FORMAT:
         return build_hyper_model(weights)
     if not isinstance(weights, dict) or weights.get("format") != WEIGHTS_FORMAT:
@@ -221,7 +232,7 @@ def shipped_path(name: str) -> Path:
 
 
 def load_shipped(name: str) -> Model | HyperModel:
-    """A shipped model, checked against the id the registry expects, with its quality scale."""
+    """A shipped model, checked against the id the registry expects."""
     model = load_weights(shipped_path(name))
     entry = SHIPPED[name]
     if model.model_id != entry.model_id:
@@ -229,7 +240,4 @@ def load_shipped(name: str) -> Model | HyperModel:
             f"shipped weights for {name} are damaged: "
             f"id {model.model_id:08x}, expected {entry.model_id:08x}"
         )
-    if entry.scale is not None:
-        model.scale = entry.scale
-    model.default_quality = entry.default_quality
     return model

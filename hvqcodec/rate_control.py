@@ -12,6 +12,7 @@ trials reuse one analysis of the image: each trial recodes only what the quality
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 from hvqcodec.errors import HvqError
 
@@ -21,14 +22,17 @@ PSNR_BAND = 0.3  # a PSNR target is met from the target to 0.3 dB above it
 
 
 def to_hundredths(quality: float) -> int:
-    """A 0-100 quality (fractions allowed) as the integer the header stores."""
+    """A 0-100 quality (fractions allowed) as the integer the header stores, rounding half up
+    on the decimal value (62.125 is 6213, whatever its binary float)."""
+    if isinstance(quality, bool):
+        raise HvqError(f"quality must be a number from 0 to 100, not {quality!r}")
     try:
-        q = float(quality)
-    except (TypeError, ValueError):
+        q = Decimal(str(float(quality)))
+    except (TypeError, ValueError, OverflowError):
         raise HvqError(f"quality must be a number from 0 to 100, not {quality!r}") from None
-    if not 0 <= q <= 100:  # also refuses NaN
+    if not q.is_finite() or not 0 <= q <= 100:
         raise HvqError(f"quality {quality} is outside 0..100")
-    return round(q * 100)
+    return int((q * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,18 @@ class Target:
         ((kind, value),) = given.items()
         try:
             value = float(value)
-        except (TypeError, ValueError):
+            if kind == "bpp":
+                value, bpp = value * width * height / 8, value
+        except (TypeError, ValueError, OverflowError):
             raise HvqError(f"target_{kind} must be a number, not {value!r}") from None
         if not (math.isfinite(value) and value > 0):
-            raise HvqError(f"target_{kind} must be a positive number, not {value}")
-        if kind == "size":
-            return Target("size", math.floor(value), f"a size of {math.floor(value)} bytes")
-        if kind == "bpp":
-            budget = math.floor(value * width * height / 8)
-            return Target("size", budget, f"{value:g} bpp ({budget} bytes)")
+            raise HvqError(f"target_{kind} must be a positive number, not {given[kind]}")
+        if kind != "psnr":
+            budget = math.floor(value)
+            if budget < 1:
+                raise HvqError(f"target_{kind} {given[kind]} is a budget of under one byte")
+            asked = f"{bpp:g} bpp ({budget} bytes)" if kind == "bpp" else f"{budget} bytes"
+            return Target("size", budget, f"a size of {asked}" if kind == "size" else asked)
         return Target("psnr", value, f"a PSNR of {value:g} dB")
 
     def miss(self, achieved: float, quality: int) -> tuple[str | None, bool]:
@@ -82,14 +89,14 @@ class Target:
             if achieved >= SIZE_BAND * self.value:
                 return None, False
             under = f"{achieved:.0f} bytes, {100 * (1 - achieved / self.value):.1f}% under"
-            why = "the highest" if quality == FULL else "the next one up is over"
+            why = "the highest" if quality == FULL else "the next quality tried is over"
             return f"quality {quality / 100:g} ({why}) gives {under} {self.asked}", False
         if achieved < self.value:
             return f"even quality 100 reaches only {achieved:.2f} dB, " \
                    f"{self.value - achieved:.2f} dB short of {self.asked}", True  # fmt: skip
         if achieved <= self.value + PSNR_BAND:
             return None, False
-        why = "the lowest" if quality == 0 else "the next one down falls short"
+        why = "the lowest" if quality == 0 else "the next quality tried falls short"
         return f"quality {quality / 100:g} ({why}) gives {achieved:.2f} dB, " \
                f"{achieved - self.value:.2f} dB over {self.asked}", False  # fmt: skip
 
@@ -110,8 +117,8 @@ class StageScale:
     """A VQ-VAE model's quality scale. `knots`: (quality in hundredths, bottom stages), where
     that many stages are coded with nearest codes, ascending. Between two knots the quality
     codes the upper knot's stages, the last with a rate-distortion weight (`LevelEncoder`)
-    falling geometrically from `ramp[1]` just above the lower knot to `ramp[0]`, then 0 at the
-    upper knot.
+    falling from `ramp[1]` just above the lower knot to 0 at the upper one: geometrically
+    towards `ramp[0]`, less a linear term that brings it to 0 without a jump.
 
     Rate is continuous along each segment but jumps where a stage comes in: even with its
     codes chosen for rate alone, a stage costs what its prior cannot predict (on hvq-v2's
@@ -130,8 +137,8 @@ class StageScale:
         for (q0, _), (q1, stages) in zip(self.knots, self.knots[1:]):
             if q0 < quality <= q1:
                 t = (q1 - quality) / (q1 - q0)
-                low, high = self.ramp
-                return stages, low * (high / low) ** t if t else 0.0
+                low, high = self.ramp  # minus low * (1 - t): 0 at the knot, no jump there
+                return stages, low * ((high / low) ** t - (1 - t))
         return (self.knots[0] if quality <= self.knots[0][0] else self.knots[-1])[1], 0.0
 
     @property
