@@ -51,7 +51,7 @@ def one_image(codec: Codec, rgb: np.ndarray) -> list[dict]:
         enc, seconds = timed(codec.encode_detailed, rgb, **kwargs)
         row = {"target": kind, "value": value, "quality": enc.quality, "bytes": len(enc.data),
                "bpp": enc.bpp, "seconds": seconds, "vs_plain": seconds / plain_s,
-               "note": enc.notes[-1] if enc.notes else None}  # fmt: skip
+               "note": None}  # fmt: skip
         if kind == "psnr":
             row["psnr"] = psnr(rgb, np.asarray(codec.decode(enc.data)))
             unsafe, safe = row["psnr"] < value, row["psnr"] > value + PSNR_BAND
@@ -63,6 +63,8 @@ def one_image(codec: Codec, rgb: np.ndarray) -> list[dict]:
             end = enc.quality == 100
         row["outcome"] = ("unreachable" if unsafe else "met" if not safe
                           else "scale_end" if end else "rate_jump")  # fmt: skip
+        if row["outcome"] != "met":
+            row["note"] = enc.notes[-1]  # the target's note comes last
         rows.append(row)
     return rows
 
@@ -95,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     codec = Codec(args.model)
     codec.encode(np.zeros((64, 64, 3), np.uint8))  # warm-up
-    rows = []
-    for path in image_paths(args.images):
+    rows, paths = [], image_paths(args.images)
+    if not paths:
+        raise SystemExit(f"no images in {args.images}")
+    for path in paths:
         for r in one_image(codec, load_rgb(path).rgb):
             rows.append({"image": path.name, **r})
         print(path.name, json.dumps(rows[-1]), flush=True)
