@@ -57,12 +57,19 @@ def _gains(model: HyperModel, quality: int) -> tuple[torch.Tensor, torch.Tensor,
     return log_gain, torch.exp(log_gain / ONE), torch.exp(inverse / ONE)
 
 
-def _fine_model(model: HyperModel, codes: dict, quality: int):
-    """Mean times gain (C, H, W), table indices, inverse gain (C, 1, 1)."""
-    mean, log_scale = model.hyper(codes["top"], codes["middle"])
+def _fine_model(model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, quality: int):
+    """From the integer hyper synthesis' mean and log-scale: gain and inverse gain (C, 1, 1),
+    mean times gain (C, H, W) and table indices at header quality `quality`. Encoder, trial
+    reconstruction and decoder all go through here and `_latent`, so they agree bit for bit."""
     log_gain, gain, inverse = _gains(model, quality)
     indices = scale_indices(log_scale, log_gain).numpy()
-    return mean / ONE * gain[:, None, None], indices, inverse[:, None, None], mean / ONE
+    gain, inverse = gain[:, None, None], inverse[:, None, None]
+    return gain, inverse, mean / ONE * gain, indices
+
+
+def _latent(symbols: np.ndarray, mean_g: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Fine symbols back to the latent the synthesis takes."""
+    return (torch.from_numpy(symbols).double() + mean_g) * inverse
 
 
 def _code_level(model: HyperModel, name: str, codes: dict, shape, coder) -> np.ndarray:
@@ -101,10 +108,8 @@ class Encoder:
     @torch.no_grad()
     def streams(self, quality: int) -> dict[str, Coded]:
         """The coded streams of quality `quality` (hundredths), in file order."""
-        log_gain, gain, inverse = _gains(self.model, quality)
-        indices = scale_indices(self.log_scale, log_gain).numpy()
-        mean_g = self.mean / ONE * gain[:, None, None]
-        symbols = torch.round(self.y * gain[:, None, None] - mean_g).long().numpy()
+        gain, _, mean_g, indices = _fine_model(self.model, self.mean, self.log_scale, quality)
+        symbols = torch.round(self.y * gain - mean_g).long().numpy()
         coder = TableEncoder(self.model.tables, self.model.radii)
         t = time.perf_counter()
         codes = coder.encode(symbols, indices)
@@ -114,9 +119,9 @@ class Encoder:
     @torch.no_grad()
     def reconstruct(self, coded: dict[str, Coded], quality: int) -> np.ndarray:
         """The pixels a decoder will make of these streams."""
-        _, gain, inverse = _gains(self.model, quality)
-        y = torch.from_numpy(coded["fine"].codes).double() + self.mean / ONE * gain[:, None, None]
-        return _pixels(self.model, y * inverse[:, None, None], self.height, self.width)
+        _, inverse, mean_g, _ = _fine_model(self.model, self.mean, self.log_scale, quality)
+        return _pixels(self.model, _latent(coded["fine"].codes, mean_g, inverse), self.height,
+                       self.width)  # fmt: skip
 
 
 def _pixels(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -135,12 +140,13 @@ def decode_streams(model: HyperModel, width: int, height: int, quality: int, str
     for name, stream in zip(VQ_LEVELS, streams):
         coders[name] = LevelDecoder(stream)
         codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
-    mean_g, indices, inverse, mean = _fine_model(model, codes, quality)
+    mean, log_scale = model.hyper(codes["top"], codes["middle"])
+    _, inverse, mean_g, indices = _fine_model(model, mean, log_scale, quality)
     if len(streams) > len(VQ_LEVELS):
         coders["fine"] = TableDecoder(streams[2], model.tables, model.radii)
         codes["fine"] = coders["fine"].decode(indices)
-        y = (torch.from_numpy(codes["fine"]).double() + mean_g) * inverse
+        y = _latent(codes["fine"], mean_g, inverse)
     else:
-        y = mean
+        y = mean / ONE
     in_priors = time.perf_counter() - t
     return _pixels(model, y, height, width), codes, coders, in_priors
