@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -24,6 +25,17 @@ def validation_rows(log: Path) -> list[dict]:
     for r in rows:
         latest[r["step"]] = r
     return sorted(latest.values(), key=lambda r: r["step"])
+
+
+def margins(row: dict, baseline: dict) -> list[tuple[float, float]]:
+    """(bpp, PSNR over the baseline) for each of a validation row's qualities whose rate the
+    baseline also reaches, the baseline interpolated linearly in log bpp."""
+    curve = sorted(baseline["curve"], key=lambda c: c["bpp"])
+    log_bpp = np.log([c["bpp"] for c in curve])
+    psnrs = [c["psnr"] for c in curve]
+    return [(b, p - float(np.interp(np.log(b), log_bpp, psnrs)))
+            for b, p in zip(row["val_bpp"], row["val_psnr"])
+            if log_bpp[0] <= np.log(b) <= log_bpp[-1]]  # fmt: skip
 
 
 def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
@@ -68,6 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         print(f"step {r['step']:>6}  {r['cpu_hours']:.2f} h  bpp {r['val_bpp']}  "
               f"PSNR {r['val_psnr']}")  # fmt: skip
+    if baseline:
+        m = margins(rows[-1], baseline)
+        each = ", ".join(f"{d:+.2f} dB at {b:.3f} bpp" for b, d in m)
+        print(f"latest against {baseline['model']}: {each}; "
+              f"better at every rate both reach: {all(d > 0 for _, d in m)}")  # fmt: skip
     print(f"wrote {args.out}")
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from benchmarks import kodak, rd, readme
@@ -81,3 +82,12 @@ def test_the_campaign_plot_reads_a_compact_checkpoints_log(tmp_path):
     campaign.main(["--log", str(tmp_path / "ck.pt"), "--out", str(out)])
     assert out.stat().st_size > 0
     assert [r["step"] for r in campaign.validation_rows(tmp_path / "ck.pt")] == [0, 100, 250]
+
+
+def test_the_campaign_compares_with_the_baseline_only_where_both_reach():
+    from benchmarks import campaign
+
+    baseline = {"curve": [{"bpp": 0.1, "psnr": 24.0}, {"bpp": 0.4, "psnr": 26.0}]}
+    row = {"val_bpp": [0.05, 0.2, 0.5], "val_psnr": [23.0, 25.5, 27.0]}
+    ((bpp, margin),) = campaign.margins(row, baseline)  # 0.05 and 0.5 lie outside its range
+    assert bpp == 0.2 and margin == pytest.approx(0.5)
