@@ -14,7 +14,8 @@ OUT/checkpoint.pt describes itself (config, weights, optimizer, step, CPU second
 position) and the run resumes from it when started again, after nanoGPT. `--compact PATH`
 writes the fp16 weights with the config and counters alone, small enough to commit;
 `--init-from` starts a new run from one (fresh optimizer, warm-up), which is how a campaign
-moves from machine to machine.
+moves from machine to machine. `--init-from CKPT --export WEIGHTS --name hvq-v3` writes a
+checkpoint as the weights file the package ships.
 """
 
 import argparse
@@ -120,6 +121,21 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def float_state(state: dict) -> dict:
+    """A compact checkpoint's fp16 weights widened back to fp32."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def export(checkpoint: str | Path, out: str | Path, name: str) -> None:
+    """A compact or full checkpoint as a shipped weights file (`models.pack_hyper_weights`)."""
+    from hvqcodec.models import pack_hyper_weights  # the trainer itself never needs the codec
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
+    model.load_state_dict(float_state(ck["model"]))
+    atomic_save(pack_hyper_weights(name, model.eval()), Path(out))
+
+
 def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None = None) -> None:
     """`overrides` of the model config also apply over an `init_from` checkpoint's config, for
     changes that keep the weights' shapes (the lambdas, say)."""
@@ -153,8 +169,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
         sampler_state = ck["sampler"]
         print(f"resumed {ckpt_path} at step {counters['step']}", flush=True)
     elif cfg.init_from:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in init["model"].items()})  # fmt: skip
+        model.load_state_dict(float_state(init["model"]))
         counters = {k: init[k] for k in counters}
         warm_from = counters["step"]
         if init.get("log") and not log_path.exists():  # the campaign's curve goes on
@@ -258,7 +273,17 @@ def main(argv: list[str] | None = None) -> None:
         "with --init-from, over the checkpoint's config)",
     )
     p.add_argument("--compact", help="at the end, also write a compact fp16 checkpoint here")
+    p.add_argument("--export", metavar="WEIGHTS",
+                   help="write the --init-from checkpoint as a weights file, named --name, "
+                   "and exit (no training)")  # fmt: skip
+    p.add_argument("--name", default="hvq-v3", help="the exported model's name")
     args = p.parse_args(argv)
+    if args.export:
+        if not args.init_from:
+            p.error("--export needs --init-from CHECKPOINT")
+        export(args.init_from, args.export, args.name)
+        print(f"wrote {args.export}")
+        return
     cfg = RDTrainConfig(**{f.name: getattr(args, f.name) for f in fields(RDTrainConfig)
                            if f.name != "model"})  # fmt: skip
     overrides = json.loads(args.model_json) if args.model_json else {}

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hvqcodec import entropy_models
+from hvqcodec import Codec, entropy_models
 from hvqcodec.layers.gain import GainUnits
 from hvqcodec.layers.gdn import GDN
 from hvqcodec.train_rd import main as train_main
@@ -98,3 +98,7 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
                 "--init-from", str(compact)])  # fmt: skip
     rows = [json.loads(line) for line in open(tmp_path / "next" / "log.jsonl")]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]  # the log goes on
+    # The compact checkpoint exports to weights the codec ships.
+    train_main(["--init-from", str(compact), "--export", str(tmp_path / "w.pt"), "--name", "t"])
+    codec = Codec(str(tmp_path / "w.pt"))
+    assert codec.name == "t" and codec.decode(codec.encode(dog)).size == dog.size
