@@ -17,7 +17,7 @@ from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
 
-QUALITIES = [0, 10, 20, 30, 40, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100]
+QUALITIES = [0, 25, 50, 62.5, 75, 82.5, 90, 95, 100]  # hvq-v2's knots and between them
 
 
 def center_crop(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
