@@ -164,7 +164,7 @@ def rd_table(summary: dict) -> str:
     ]
     for p in summary["curves"]["hvqcodec"]:
         lines.append(
-            f"| {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} "
+            f"| {p['setting']:g} | {p['bpp']:.4f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} "
             f"| {p['encode_s']:.2f} | {p['decode_s']:.2f} |"
         )
     return "\n".join(lines)
@@ -187,7 +187,7 @@ def speed_table(result: dict) -> str:
             return ", ".join(f"{t[k]:.2f}" for k in ("io", "network", "priors", "entropy_coding"))
 
         lines.append(
-            f"| {r['width']}x{r['height']} | {r.get('quality', 1)} | "
+            f"| {r['width']}x{r['height']} | {r.get('quality', 1):g} | "
             f"{r['encode_s']['total']:.2f} | {r['decode_s']['total']:.2f} | "
             f"{r['decode_s_per_mp']:.2f} | {split(r['encode_s'])} "
             f"| {split(r['decode_s'])} | {r['peak_rss_mb']:.0f} | {r['torch_threads']} |"

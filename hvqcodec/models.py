@@ -48,9 +48,10 @@ class ShippedModel:
 # release keep decoding.
 SHIPPED: dict[str, ShippedModel] = {
     "hvq-v1": ShippedModel("hvq-v1.pt", 0x7B730E24),
-    # Knots spaced so that log bpp is about linear in quality on 12 training photos
-    # (benchmarks/results/quality_scale-hvq-v2.json); 75, the default, is 2 stages: the knee, past
-    # which each stage adds about 0.12 bpp for under 0.5 dB.
+    # Knots spaced so that log bpp is about linear in quality at the knots on 12 training photos
+    # (benchmarks/results/quality_scale-hvq-v2.json; between them rate jumps just past the lower
+    # knot); 75, the default, is 2 stages: the knee, past which each stage adds about 0.12 bpp
+    # for under 0.5 dB.
     "hvq-v2": ShippedModel(
         "hvq-v2.pt", 0xCA65E6AE, StageScale(((0, 0), (5000, 1), (7500, 2), (9000, 3), (10000, 4)))
     ),

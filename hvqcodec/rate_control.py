@@ -157,8 +157,10 @@ def search(
 
     The ends are tried first: past them the target cannot be met, and the nearer end is
     returned. `knots` are qualities where the model's rate control changes gear (where `score`
-    may bend); they are bisected first, then the bracket is narrowed by interpolation, with a
-    halving step whenever interpolation narrowed it too little. If the trials run out, the best
+    may bend, or jump just past them); they are bisected first, the point just past the
+    bracket's lower knot is tried (a jump there settles the search), then the bracket is
+    narrowed by interpolation, with a halving step whenever interpolation narrowed it too
+    little. If the trials run out, the best
     one on the safe side is returned: the largest file that fits a size, the smallest that
     reaches a PSNR.
     """
@@ -189,6 +191,13 @@ def search(
             lo, inner = k, [j for j in inner if j > k]
         else:
             hi, inner = k, [j for j in inner if j < k]
+    if lo in knots and hi - lo > 1:  # where rate jumps, it jumps just past a knot: look there
+        s = at(lo + 1)
+        if s > high:
+            return lo if size else lo + 1
+        if s >= low:
+            return lo + 1
+        lo += 1
     halve = False
     while hi - lo > 1 and len(tried) < max_trials:
         s_lo, s_hi = tried[lo], tried[hi]

@@ -66,7 +66,7 @@ def test_the_shipped_scale_is_monotonic_in_rate_and_psnr(shipped_codec, dog):
     assert quality[-1] - quality[0] > 5
 
 
-def _search(values, target: Target) -> tuple[int, int]:
+def _search(values, target: Target, knots=()) -> tuple[int, int]:
     """Run `search` over a step function of the quality; (result, trials)."""
     calls = []
 
@@ -74,7 +74,17 @@ def _search(values, target: Target) -> tuple[int, int]:
         calls.append(q)
         return target.score(values(q))
 
-    return search(score, target), len(calls)
+    return search(score, target, knots), len(calls)
+
+
+def test_a_jump_just_past_a_knot_settles_the_search_at_once():
+    size = lambda q: 1000 + q / 10 if q <= 7500 else 3000 + q / 10  # noqa: E731
+    knots = (0, 5000, 7500, 10000)
+    assert _search(size, Target("size", 2000, "2000 bytes"), knots) == (7500, 4)
+    assert _search(size, Target("psnr", 2000, "x"), knots) == (7501, 4)
+    smooth = lambda q: 1000 * math.exp(3 * q / FULL)  # noqa: E731  no jump: the probe costs one
+    q, trials = _search(smooth, Target("size", 5000, "5000 bytes"), knots)
+    assert 0.97 * 5000 <= smooth(q) <= 5000 and trials <= 8
 
 
 def test_search_lands_in_the_window_of_a_smooth_curve():
