@@ -65,9 +65,11 @@ class Target:
             if kind == "bpp":
                 value, bpp = value * width * height / 8, value
         except (TypeError, ValueError, OverflowError):
-            raise HvqError(f"target_{kind} must be a number, not {value!r}") from None
-        if not (math.isfinite(value) and value > 0):
+            raise HvqError(f"target_{kind} must be a number, not {given[kind]!r:.40}") from None
+        if math.isnan(value) or value <= 0:
             raise HvqError(f"target_{kind} must be a positive number, not {given[kind]}")
+        if math.isinf(value):
+            raise HvqError(f"target_{kind} {given[kind]} is too large")
         if kind != "psnr":
             budget = math.floor(value)
             if budget < 1:
