@@ -1,8 +1,8 @@
 """Train an hvq-v3 model end to end on distortion + lambda * rate: only the loop.
 
-    python -m hvqcodec.train_rd --data ../shared/data/train --out runs/v3
-    python -m hvqcodec.train_rd --data ../shared/data/train --out runs/v3 --minutes 30
-    python -m hvqcodec.train_rd --data ../shared/data/train --out runs/v3b --init-from ckpt.pt
+    python -m hvqcodec.train_rd --data PHOTO_FOLDER --out runs/v3
+    python -m hvqcodec.train_rd --data PHOTO_FOLDER --out runs/v3 --minutes 30
+    python -m hvqcodec.train_rd --data PHOTO_FOLDER --out runs/v3b --init-from ckpt.pt
 
 One phase: the transforms, the VQ levels, the gain vectors and the VQ priors learn together
 (`hvqcodec.vq_hyperprior`), each sample at a random quality. The photos named in
