@@ -211,12 +211,12 @@ def targets_table(result: dict) -> str:
     for name, t in s.items():
         if not isinstance(t, dict):
             continue
-        flag = {"size": "--size", "bpp": "--bpp", "psnr": "--psnr"}[name.split()[0]]
-        value = name.split()[1] + (" bpp of bytes" if flag == "--size" else "")
+        kind, value = name.split()
+        flag = f"--{kind} {value}" + (" bpp of bytes" if kind == "size" else "")
         mean = (f"{t['mean_psnr']:.2f} dB" if "mean_psnr" in t
                 else f"{100 * t['mean_share']:.1f}% of budget")  # fmt: skip
         lines.append(
-            f"| `{flag} {value}` | {t['met']}/{t['images']} | {t['unreachable']} | "
+            f"| `{flag}` | {t['met']}/{t['images']} | {t['unreachable']} | "
             f"{t['scale_end']} | {t['rate_jump']} | {mean} | {t['median_vs_plain']:.2f}x |"
         )
     ratio = s["median_target_vs_plain"]

@@ -26,7 +26,7 @@ from hvqcodec import Codec
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL
-from hvqcodec.rate_control import PSNR_BAND, SIZE_BAND
+from hvqcodec.rate_control import PSNR_BAND, SIZE_BAND, Target
 
 BPPS = (0.25, 0.5, 1.0)
 PSNRS = (30.0, 33.0)
@@ -57,7 +57,8 @@ def one_image(codec: Codec, rgb: np.ndarray) -> list[dict]:
             unsafe, safe = row["psnr"] < value, row["psnr"] > value + PSNR_BAND
             end = enc.quality == 0
         else:
-            budget = kwargs.get("target_size") or int(value * pixels / 8)
+            budget = Target.choose(rgb.shape[1], rgb.shape[0], size=kwargs.get("target_size"),
+                                   bpp=kwargs.get("target_bpp")).value  # fmt: skip
             row["budget"], row["share"] = budget, len(enc.data) / budget
             unsafe, safe = row["share"] > 1.0, row["share"] < SIZE_BAND
             end = enc.quality == 100

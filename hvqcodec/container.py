@@ -14,15 +14,34 @@ MAGIC = b"HVQ"
 # Version 2 widened the quality field to the 0-100 scale in hundredths; version 1 files
 # (hvqcodec 0.1 and 0.2: one byte, a model's own 1..N quality) still read.
 VERSION = 2
-VERSIONS = (1, 2)
 QUALITY_SCALE = 100  # quality is stored as round(quality * 100), 0..10000
 MAX_QUALITY = {1: 255, 2: 100 * QUALITY_SCALE}  # the field's largest value, per version
+VERSIONS = tuple(MAX_QUALITY)  # the versions this module reads and writes
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
 METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
 
 
+class _QualityField:
+    """The quality field read through its version: `quality` and `version` attributes."""
+
+    quality: int
+    version: int
+
+    @property
+    def quality_value(self) -> float:
+        """On the 0-100 scale; a version 1 file's is its model's own 1..N."""
+        return self.quality if self.version == 1 else self.quality / QUALITY_SCALE
+
+    @property
+    def quality_label(self) -> str:
+        """As a user reads it."""
+        if self.version == 1:
+            return f"{self.quality} (of the model's own 1..N scale, before 0-100)"
+        return f"{self.quality_value:g}"
+
+
 @dataclass
-class HvqFile:
+class HvqFile(_QualityField):
     width: int
     height: int
     model_id: int
@@ -32,22 +51,6 @@ class HvqFile:
     # A reader keeps the types it knows and skips the rest.
     chunks: dict[bytes, bytes] = field(default_factory=dict)
     version: int = VERSION
-
-    @property
-    def quality_label(self) -> str:
-        return quality_label(self.version, self.quality)
-
-
-def quality_value(version: int, quality: int) -> float:
-    """The quality field on the 0-100 scale; a version 1 file's is its model's own 1..N."""
-    return quality if version == 1 else quality / QUALITY_SCALE
-
-
-def quality_label(version: int, quality: int) -> str:
-    """The quality field as a user reads it."""
-    if version == 1:
-        return f"{quality} (of the model's own 1..N scale, before 0-100)"
-    return f"{quality_value(version, quality):g}"
 
 
 def _varint(n: int) -> bytes:
@@ -110,7 +113,7 @@ def pack(f: HvqFile) -> bytes:
 
 
 @dataclass
-class Header:
+class Header(_QualityField):
     """The fixed fields of a file and where its parts lie: all that is known before the
     streams are read."""
 
@@ -121,14 +124,6 @@ class Header:
     stream_lengths: list[int]
     size: int  # bytes of the header, stream lengths included: the first stream starts here
     version: int = VERSION
-
-    @property
-    def quality_value(self) -> float:
-        return quality_value(self.version, self.quality)
-
-    @property
-    def quality_label(self) -> str:
-        return quality_label(self.version, self.quality)
 
     @property
     def streams_end(self) -> int:

@@ -20,7 +20,7 @@ from hvqcodec.layers import ResBlock
 from hvqcodec.layers.tiling import tiled
 from hvqcodec.models import HyperModel
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, TableDecoder, TableEncoder
-from hvqcodec.vq_codec import Coded
+from hvqcodec.vq_codec import Coded, to_pixels
 from hvqcodec.vq_hyperprior import STREAMS, STRIDES, VQ_LEVELS
 from hvqcodec.vqvae import pad_to_stride
 
@@ -125,9 +125,7 @@ class Encoder:
 
 
 def _pixels(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
-    out = _synthesis(model.net, y.float()[None])[0, :, :height, :width]
-    pixels = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(pixels)
+    return to_pixels(_synthesis(model.net, y.float()[None])[0, :, :height, :width])
 
 
 @torch.no_grad()

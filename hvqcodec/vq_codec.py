@@ -77,8 +77,7 @@ class Encoder:
         quantizer = self.vqvae.quantizers[name]
         coder = LevelEncoder(quantizer.map_distances(self._target(name)).numpy(), lam)
         t = time.perf_counter()
-        maps = self.model.prior.upper_of(name, upper)
-        codes = self.model.coder.levels[name].code(maps, self.shapes[name], coder)
+        codes = _code_level(self.model, name, upper, self.shapes[name], coder)
         return Coded(coder.finish(), codes, coder, time.perf_counter() - t)
 
     def _nearest(self, name: str) -> Coded:
@@ -106,12 +105,22 @@ class Encoder:
                              self.height, self.width)  # fmt: skip
 
 
+def _code_level(model: Model, name: str, upper: dict[str, np.ndarray], shape, coder):
+    """Stream `name`'s integer prior over its map, conditioned on the streams before it,
+    driving `coder` (encoder or decoder): the codes."""
+    return model.coder.levels[name].code(model.prior.upper_of(name, upper), shape, coder)
+
+
+def to_pixels(y: torch.Tensor) -> np.ndarray:
+    """A (3, H, W) image in [0, 1] as (H, W, 3) uint8, as every decoder rounds it."""
+    pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(pixels)
+
+
 def decode_pixels(model: Model, codes: dict[str, np.ndarray], height: int, width: int):
     """Code maps -> (H, W, 3) uint8 through the VQ-VAE decoder."""
     maps = {name: torch.from_numpy(c)[None] for name, c in codes.items()}
-    y = model.vqvae.decode(maps)[0, :, :height, :width]
-    pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(pixels)
+    return to_pixels(model.vqvae.decode(maps)[0, :, :height, :width])
 
 
 def decode_streams(model: Model, width: int, height: int, streams: list[bytes]):
@@ -124,7 +133,6 @@ def decode_streams(model: Model, width: int, height: int, streams: list[bytes]):
     coders = {}
     for name, stream in zip(names, streams):
         coders[name] = LevelDecoder(stream)
-        maps = model.prior.upper_of(name, codes)
-        codes[name] = model.coder.levels[name].code(maps, shapes[name], coders[name])
+        codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
     in_priors = time.perf_counter() - start
     return decode_pixels(model, codes, height, width), codes, coders, in_priors
