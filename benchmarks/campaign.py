@@ -67,13 +67,42 @@ def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def write_card(args: argparse.Namespace) -> None:
+    from hvqcodec.model_card import campaign_card, card_markdown, cpu_model
+    from hvqcodec.train_rd import split_photos
+
+    ck = torch.load(args.log, map_location="cpu", weights_only=True)
+    data = Path(ck["config"]["data"])
+    images = len(split_photos(data)[0]) if data.exists() else 0
+    card = campaign_card(ck, args.command, f"1 x {cpu_model()}, 2 torch threads", images)
+    card.update(name=args.name, notes=args.note)
+    if args.evaluation:
+        card["evaluation"] = {"folder": str(args.evaluation_folder),
+                              **json.loads(args.evaluation.read_text())}  # fmt: skip
+    args.card.write_text(json.dumps(card, indent=1))
+    args.card.with_suffix(".md").write_text(card_markdown(card))
+    print(f"wrote {args.card} and {args.card.with_suffix('.md')}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--log", required=True, type=Path, help="compact checkpoint or log.jsonl")
     p.add_argument("--baseline", type=Path,
                    default=Path("benchmarks/results/validation-hvq-v2.json"))  # fmt: skip
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--card", type=Path, metavar="CARD.json",
+                   help="also write the model card of the checkpoint (--log, a .pt) here, and "
+                   "beside it as .md")  # fmt: skip
+    p.add_argument("--name", default="hvq-v3", help="the card's model name")
+    p.add_argument("--evaluation", type=Path, help="the card's evaluation (benchmarks.kodak's "
+                   "hvq.json)")  # fmt: skip
+    p.add_argument("--evaluation-folder", default="../shared/data/kodak",
+                   help="the images it measured (for the card's heading)")  # fmt: skip
+    p.add_argument("--command", default="", help="the card's training command")
+    p.add_argument("--note", action="append", default=[], help="a note for the card")
     args = p.parse_args(argv)
+    if args.card:
+        write_card(args)
     rows = validation_rows(args.log)
     baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
     plot(rows, baseline, args.out)

@@ -38,9 +38,11 @@ def pillow_codec(name: str, fmt: str, settings: list, options: Callable[[object]
 
 
 def hvq_codec(codec: Codec) -> BenchCodec:
+    """The model's own qualities (knots or trained levels) and the midpoints between them."""
+    q = codec.qualities
     return BenchCodec(
         "hvqcodec",
-        list(codec.qualities),
+        sorted({*q, *((a + b) / 2 for a, b in zip(q, q[1:]))}),
         lambda rgb, q: codec.encode(rgb, quality=q),
         lambda data: np.asarray(codec.decode(data)),
         version=f"{codec.model.model_id:08x}",

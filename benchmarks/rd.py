@@ -168,35 +168,41 @@ def plot(curve: dict[str, list[dict]], out: Path) -> None:
 
 
 def visual_comparison(
-    codecs: dict[str, BenchCodec], image: Path, out: Path, box=(256, 128, 512, 384)
+    codecs: dict[str, BenchCodec],
+    image: Path,
+    out: Path,
+    box=(256, 128, 512, 384),
+    rates: tuple[float | None, ...] = (None, 0.4),
 ) -> None:
-    """The same crop from hvqcodec and JPEG, WebP, AVIF at the bpp closest to hvqcodec's."""
+    """The same crop from hvqcodec and JPEG, WebP, AVIF at the bpp closest to hvqcodec's, one
+    row per rate: hvqcodec's highest quality (None), and its quality nearest each bpp given."""
     from PIL import ImageDraw
 
     rgb = load_rgb(image).rgb
-    ours = codecs[OURS]
-    target = 8 * len(ours.encode(rgb, ours.settings[-1])) / (rgb.shape[0] * rgb.shape[1])
-    tiles = [("original", rgb, None)]
-    for name in (OURS, "JPEG", "WebP", "AVIF"):
-        c = codecs[name]
-        sizes = {s: len(c.encode(rgb, s)) for s in c.settings} if name != OURS else None
-        setting = (
-            ours.settings[-1]
-            if name == OURS
-            else min(
-                sizes, key=lambda s: abs(8 * sizes[s] / (rgb.shape[0] * rgb.shape[1]) - target)
-            )
-        )
-        data = c.encode(rgb, setting)
-        dec = c.decode(data)
-        bpp = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-        tiles.append((f"{name} {bpp:.3f} bpp {psnr(rgb, dec):.2f} dB", dec, setting))
+    pixels = rgb.shape[0] * rgb.shape[1]
+    coded = {n: {s: codecs[n].encode(rgb, s) for s in codecs[n].settings}
+             for n in (OURS, "JPEG", "WebP", "AVIF")}  # fmt: skip
+
+    def nearest(name: str, bpp: float):
+        return min(coded[name], key=lambda s: abs(8 * len(coded[name][s]) / pixels - bpp))
+
+    rows = []
+    for rate in rates:
+        ours = codecs[OURS].settings[-1] if rate is None else nearest(OURS, rate)
+        target = 8 * len(coded[OURS][ours]) / pixels
+        tiles = [("original", rgb)]
+        for name in coded:
+            data = coded[name][ours if name == OURS else nearest(name, target)]
+            dec = codecs[name].decode(data)
+            tiles.append((f"{name} {8 * len(data) / pixels:.3f} bpp {psnr(rgb, dec):.2f} dB", dec))
+        rows.append(tiles)
     w, h = box[2] - box[0], box[3] - box[1]
-    sheet = Image.new("RGB", (w * len(tiles), h + 20), "white")
+    sheet = Image.new("RGB", (w * len(rows[0]), (h + 20) * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (label, img, _) in enumerate(tiles):
-        sheet.paste(Image.fromarray(img).crop(box), (i * w, 20))
-        draw.text((i * w + 4, 4), label, fill="black")
+    for j, tiles in enumerate(rows):
+        for i, (label, img) in enumerate(tiles):
+            sheet.paste(Image.fromarray(img).crop(box), (i * w, j * (h + 20) + 20))
+            draw.text((i * w + 4, j * (h + 20) + 4), label, fill="black")
     sheet.save(out / "visual_comparison.png")
 
 

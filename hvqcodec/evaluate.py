@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hvqcodec import hyper_codec, vq_codec
 from hvqcodec.codec import Codec
+from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.model_card import cpu_model
+from hvqcodec.models import HyperModel
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,10 +45,8 @@ def measure(
     if files is not None:
         (files / path.with_suffix(".hvq").name).write_bytes(enc.data)
     out = np.asarray(dec.image)
-    # The same codes under the float prior as trained: what integer-exact coding costs.
-    with torch.no_grad():
-        maps = {k: torch.from_numpy(v)[None] for k, v in enc.codes.items()}
-        float_bits = {k: float(b) * enc.codes[k].size for k, b in codec.model.prior(maps).items()}
+    family = hyper_codec if isinstance(codec.model, HyperModel) else vq_codec
+    float_bits = family.float_bits(codec.model, enc.codes, round(enc.quality * QUALITY_SCALE))
     return {
         "image": path.name,
         "width": enc.width,
@@ -74,12 +75,17 @@ def summarize(rows: list[dict], codebook_sizes: dict[str, int]) -> dict:
     ideal = sum(sum(r["ideal_bits"].values()) for r in rows)
     levels = list(rows[0]["symbols"])
     symbols = {k: sum(r["symbols"][k] for r in rows) for k in levels}
-    # What the same code maps would cost at a fixed log2(K) bits per code.
-    fixed = [
-        sum(r["symbols"][k] * np.log2(codebook_sizes[k]) for k in levels)
-        / (r["width"] * r["height"])
-        for r in rows
-    ]
+    # What the same code maps would cost at a fixed log2(K) bits per code (VQ models only:
+    # a scalar level has no codebook).
+    fixed = (
+        [
+            sum(r["symbols"][k] * np.log2(codebook_sizes[k]) for k in levels)
+            / (r["width"] * r["height"])
+            for r in rows
+        ]
+        if set(levels) <= set(codebook_sizes)
+        else None
+    )
     float_bits = sum(sum(r["float_prior_bits"].values()) for r in rows)
     return {
         **{k: float(np.mean([r[k] for r in rows])) for k in keys},
@@ -90,7 +96,7 @@ def summarize(rows: list[dict], codebook_sizes: dict[str, int]) -> dict:
         # Integer tables against the float prior (ideal bits), and the files against it.
         "integer_prior_cost": ideal / float_bits - 1,
         "file_bits_vs_float_prior": bits / float_bits - 1,
-        "fixed_length_bpp": float(np.mean(fixed)),
+        "fixed_length_bpp": None if fixed is None else float(np.mean(fixed)),
         "bits_per_level": {k: sum(r["bits"][k] for r in rows) / symbols[k] for k in levels},
     }
 
@@ -113,6 +119,8 @@ def evaluate(
             f"{r['image']}: {r['bpp']:.4f} bpp  {r['psnr']:.2f} dB  MS-SSIM {r['ms_ssim']:.4f}"
             f"  enc {r['encode_s']:.2f} s  dec {r['decode_s']:.2f} s"
         )
+    model = codec.model
+    quantizers = model.net.quantizers if isinstance(model, HyperModel) else model.vqvae.quantizers
     return {
         "model": codec.name,
         "model_id": f"{codec.model.model_id:08x}",
@@ -120,6 +128,6 @@ def evaluate(
         "images": len(rows),
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu_model(),
-        "mean": summarize(rows, {k: q.num_codes for k, q in codec.model.vqvae.quantizers.items()}),
+        "mean": summarize(rows, {k: q.num_codes for k, q in quantizers.items()}),
         "rows": rows,
     }

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from hvqcodec import entropy_models
 from hvqcodec.integer_hyperprior import ONE, integer_log_gain, scale_indices
 from hvqcodec.layers import ResBlock
 from hvqcodec.layers.tiling import tiled
@@ -148,3 +149,22 @@ def decode_streams(model: HyperModel, width: int, height: int, quality: int, str
         y = mean / ONE
     in_priors = time.perf_counter() - t
     return _pixels(model, y, height, width), codes, coders, in_priors
+
+
+@torch.no_grad()
+def float_bits(model: HyperModel, codes: dict[str, np.ndarray], quality: int) -> dict[str, float]:
+    """What a file's codes would cost under the float model as trained (not what the coder
+    sees): the measure of what integer-exact coding costs. `quality` in hundredths."""
+    net = model.net
+    maps = {k: torch.from_numpy(codes[k])[None] for k in VQ_LEVELS}
+    bits = {k: float(b) for k, b in net.prior_bits(maps).items()}
+    top, middle = (net.quantizers[k].lookup(maps[k]) for k in VQ_LEVELS)
+    mean, log_scale = net.hyper_synthesis(top, middle)
+    level = torch.tensor([quality * (net.gains.levels - 1) / 10_000])
+    gain = net.gains.gain(level)[0].double()
+    # The coded value (symbol plus the integer mean), centred on the float mean instead.
+    coded_mean = model.hyper(codes["top"], codes["middle"])[0] / ONE
+    centred = torch.from_numpy(codes["fine"]) + (coded_mean - mean[0].double()) * gain
+    log_scale = log_scale[0] + net.gains.log_gain(level)[0]
+    bits["fine"] = float(entropy_models.bits(centred, log_scale).sum())
+    return bits

@@ -54,12 +54,53 @@ def model_card(config: dict, log_path: Path, images: int, command: str, hardware
     }
 
 
+def campaign_card(checkpoint: dict, command: str, hardware: str, images: int) -> dict:
+    """What a model card needs to know about a rate-distortion campaign (`hvqcodec.train_rd`),
+    from its compact checkpoint: config, steps, CPU time and the last validation row."""
+    rows = [json.loads(line) for line in checkpoint.get("log", "").splitlines() if line.strip()]
+    validation = [r for r in rows if "val_psnr" in r]
+    return {
+        "command": command,
+        "data": checkpoint["config"]["data"],
+        "images": images,
+        "config": checkpoint["config"],
+        "steps": checkpoint["step"],
+        "cpu_hours": checkpoint["cpu_seconds"] / 3600,
+        "validation": validation[-1] if validation else None,
+        "hardware": hardware,
+        "torch": torch.__version__,
+    }
+
+
+def _campaign_lines(card: dict) -> list[str]:
+    cfg, lines = card["config"], []
+    lambdas = ", ".join(f"{x:.3g}" for x in cfg["model"]["lambdas"])
+    lines += [
+        f"- Command (latest session): `{card['command']}`",
+        f"- Data: `{card['data']}`, {card['images']} photos (the held-out validation photos of "
+        f"`configs/validation.txt` excluded); random {cfg['crop']}x{cfg['crop']} crops.",
+        f"- Steps: {card['steps']} (batch {cfg['batch_size']}), {card['cpu_hours']:.2f} "
+        "CPU-hours of optimisation steps in all sessions.",
+        f"- Loss: lambda * 255^2 * MSE + bpp (priors' cross-entropy and the fine level's noisy "
+        f"rate), one lambda per trained quality: {lambdas}.",
+        f"- Hardware: {card['hardware']}; torch {card['torch']}.",
+    ]
+    v = card.get("validation")
+    if v:
+        bpp = " ".join(f"{x:.3f}" for x in v["val_bpp"])
+        psnr = " ".join(f"{x:.2f}" for x in v["val_psnr"])
+        lines.append(f"- Validation at step {v['step']} (bpp / PSNR per trained quality): "
+                     f"{bpp} / {psnr} dB.")  # fmt: skip
+    return lines
+
+
 def card_markdown(card: dict, level: int = 1) -> str:
-    """The model card as Markdown, from `model_card`'s dict (plus `evaluation`, `notes`), its
-    title a heading of `level` (0: no title, as where the README embeds it)."""
+    """The model card as Markdown, from `model_card`'s or `campaign_card`'s dict (plus
+    `evaluation`, `notes`), its title a heading of `level` (0: no title, as where the README
+    embeds it)."""
     cfg = card["config"]
     lines = [f"{'#' * level} Model card: {card.get('name', '?')}", ""] if level else []
-    lines += [
+    lines += _campaign_lines(card) if "cpu_hours" in card else [
         f"- Command: `{card['command']}`",
         f"- Data: `{card['data']}`, {card['images']} photos; random {cfg['crop']}x{cfg['crop']} "
         "crops for the autoencoder, aligned code-map crops for the priors.",
@@ -70,16 +111,18 @@ def card_markdown(card: dict, level: int = 1) -> str:
         f"- Hardware: {card['hardware']}; torch {card['torch']}.",
         f"- End of training: PSNR {card['final_train_psnr_mean_last_10']:.2f} dB on training "
         f"crops, prior rate {card['final_prior_bpp_mean_last_10']:.4f} bpp on training crops.",
-    ]
+    ]  # fmt: skip
     for note in card.get("notes", []):
         lines.append(f"- Note: {note}")
     ev = card.get("evaluation")
     if ev:
         m = ev["mean"]
+        # hvq-v2's card predates the 0-100 scale: its quality field is of the old one.
+        at = f" at quality {ev['quality']:g}" if "cpu_hours" in card else ""
         lines += [
             "",
             f"{'#' * (level + 1) if level else '###'} Evaluation on `{ev['folder']}` "
-            f"({ev['images']} images; `hvqcodec.evaluate`, real file sizes)",
+            f"({ev['images']} images{at}; `hvqcodec.evaluate`, real file sizes)",
             "",
             "| bpp | PSNR (dB) | MS-SSIM | median encode (s) | median decode (s) |",
             "|---|---|---|---|---|",

@@ -55,8 +55,10 @@ SHIPPED: dict[str, ShippedModel] = {
     "hvq-v2": ShippedModel(
         "hvq-v2.pt", 0xCA65E6AE, StageScale(((0, 0), (5000, 1), (7500, 2), (9000, 3), (10000, 4)))
     ),
+    # Quality 0..100 spans its six trained gains evenly, interpolated between them.
+    "hvq-v3": ShippedModel("hvq-v3.pt", 0x43FE2DB3),
 }
-DEFAULT_MODEL = "hvq-v2"
+DEFAULT_MODEL = "hvq-v3"
 
 
 @dataclass

@@ -136,3 +136,11 @@ def decode_streams(model: Model, width: int, height: int, streams: list[bytes]):
         codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
     in_priors = time.perf_counter() - start
     return decode_pixels(model, codes, height, width), codes, coders, in_priors
+
+
+@torch.no_grad()
+def float_bits(model: Model, codes: dict[str, np.ndarray], quality: int) -> dict[str, float]:
+    """What a file's code maps would cost under the float priors as trained (not what the
+    coder sees): the measure of what integer-exact coding costs."""
+    maps = {k: torch.from_numpy(v)[None] for k, v in codes.items()}
+    return {k: float(b) * codes[k].size for k, b in model.prior(maps).items()}

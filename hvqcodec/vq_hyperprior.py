@@ -37,7 +37,7 @@ STRIDES = {"top": 64, "middle": 32, "fine": 16}
 STRIDE = 64  # image sides are padded to a multiple of the coarsest level's stride
 
 
-def _lambdas(low: float = 1e-4, high: float = 0.08, n: int = 6) -> tuple[float, ...]:
+def _lambdas(low: float = 1e-4, high: float = 0.3, n: int = 6) -> tuple[float, ...]:
     return tuple(low * (high / low) ** (i / (n - 1)) for i in range(n))
 
 

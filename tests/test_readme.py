@@ -79,24 +79,24 @@ def test_the_qualities_stated_are_the_shipped_ones():
         assert 0 <= int(q) <= 100, f"quality {q} in the Use block; the scale is 0-100"
     for q in re.findall(r"[Tt]he default(?:,| is)? quality (\d+)", README):
         assert int(q) == default, f"the default quality {q}; {DEFAULT_MODEL}'s is {default:g}"
+    v2 = SHIPPED["hvq-v2"].scale
     knots = re.search(r"hvq-v2's knots: (.*?) each with nearest codes", README, re.S)
     stated = re.findall(r"(\d+) (\w+)(?: bottom)?(?: stages?)?", knots.group(1))
     stated = [(int(q), w) for q, w in stated if w in WORDS or w == "codes"]
-    assert [q for q, _ in stated[1:]] == [q // 100 for q in DEFAULT.scale.qualities[1:]]
+    assert [q for q, _ in stated[1:]] == [q // 100 for q in v2.qualities[1:]]
     for q, word in stated[1:]:
-        assert DEFAULT.scale.point(100 * q) == (number(word), 0.0), f"quality {q} ({word})"
+        assert v2.point(100 * q) == (number(word), 0.0), f"quality {q} ({word})"
 
 
 def test_the_stage_and_prior_counts_stated_are_the_shipped_ones():
-    stages = load_shipped(DEFAULT_MODEL).vqvae.config.bottom_stages
-    streams = 2 + stages
+    stages = load_shipped("hvq-v2").vqvae.config.bottom_stages
     for b in re.findall(r"\(B = (\d+)\)", FORMAT):
-        assert int(b) in (1, stages), f"docs/FORMAT.md: B = {b}; {DEFAULT_MODEL} ships {stages}"
+        assert int(b) in (1, stages), f"docs/FORMAT.md: B = {b}; hvq-v2 ships {stages}"
     text = README + FORMAT
-    assert "one prior per level" not in text, f"{DEFAULT_MODEL} has a prior per stream"
+    assert "one prior per level" not in text, "hvq-v2 has a prior per stream"
     for word in re.findall(r"\b(\w+) priors\b", text):
         if word.lower() in WORDS:
-            assert number(word) == streams, f"'{word} priors'; {DEFAULT_MODEL} has {streams}"
+            assert number(word) == 2 + stages, f"'{word} priors'; hvq-v2 has {2 + stages}"
 
 
 def test_every_model_takes_the_same_quality_scale(tmp_path):
