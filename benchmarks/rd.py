@@ -102,6 +102,22 @@ def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
     return out
 
 
+RATES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # bpp at which the curves are read off
+
+
+def at_rates(points: list[dict], rates=RATES) -> dict[str, dict]:
+    """PSNR and MS-SSIM of a mean curve at each bpp inside its range, pchip in log bpp."""
+    from scipy.interpolate import PchipInterpolator
+
+    bpp = np.log([p["bpp"] for p in points])
+    out = {}
+    for r in rates:
+        if bpp[0] <= np.log(r) <= bpp[-1] and len(points) > 1:
+            out[f"{r:g}"] = {m: float(PchipInterpolator(bpp, [p[m] for p in points])(np.log(r)))
+                             for m in ("psnr", "ms_ssim")}  # fmt: skip
+    return out
+
+
 def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float | str:
     """BD-rate (%) of `test` against `anchor` over their overlapping quality range only."""
     import bjontegaard
@@ -284,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         "images": len(images),
         "curves": curve,
         "bd_rate_vs": bd,
+        "at_rates": {name: at_rates(points) for name, points in curve.items()},
         "reference_agreement": reference_agreement(
             {**curve, COMPRESSAI_JPEG: compressai_jpeg_curve(images, codecs["JPEG"].settings)}
         ),

@@ -160,6 +160,23 @@ def rd_table(summary: dict) -> str:
                 f"| {name} | {a['points']} | {lo:.3f} to {hi:.3f} | {a['mean_diff_db']:+.2f} "
                 f"| {a['max_abs_diff_db']:.2f} |"
             )
+    at = summary.get("at_rates")
+    if at:
+        rates = [r for r in ("0.05", "0.1", "0.2", "0.4", "0.8", "1")
+                 if any(r in v for v in at.values())]  # fmt: skip
+        names = [n for n in ("hvqcodec", "JPEG", "WebP", "AVIF") if n in at]
+        lines += [
+            "",
+            "PSNR (dB) / MS-SSIM of the mean curves at these rates (pchip in log bpp; -: "
+            "outside the codec's measured range):",
+            "",
+            "| bpp | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for r in rates:
+            cells = [f"{at[n][r]['psnr']:.2f} / {at[n][r]['ms_ssim']:.3f}" if r in at[n] else "-"
+                     for n in names]  # fmt: skip
+            lines.append(f"| {r} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "hvqcodec's points:",

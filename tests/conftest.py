@@ -21,6 +21,8 @@ def assert_same_up_to_rounding(got, expected) -> None:
     assert got.shape == expected.shape
     diff = np.abs(got - expected)
     assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+
+
 TINY_VQ = {"code_dim": 8, "channels": 16, "decoder_channels": (8, 8), "res_blocks": 1}
 TINY_PRIOR = {"embed_dim": 4, "hidden": 8, "cond_blocks": 1, "kernel": 5}
 
