@@ -67,14 +67,15 @@ def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
-def write_card(args: argparse.Namespace) -> None:
+def write_card(args: argparse.Namespace, rows: list[dict]) -> None:
     from hvqcodec.model_card import campaign_card, card_markdown, cpu_model
     from hvqcodec.train_rd import split_photos
 
     ck = torch.load(args.log, map_location="cpu", weights_only=True)
     data = Path(ck["config"]["data"])
     images = len(split_photos(data)[0]) if data.exists() else 0
-    card = campaign_card(ck, args.command, f"1 x {cpu_model()}, 2 torch threads", images)
+    hardware = f"1 x {cpu_model()}, 2 torch threads"
+    card = campaign_card(ck, rows[-1] if rows else None, args.command, hardware, images)
     card.update(name=args.name, notes=args.note)
     if args.evaluation:
         card["evaluation"] = {"folder": str(args.evaluation_folder),
@@ -101,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--command", default="", help="the card's training command")
     p.add_argument("--note", action="append", default=[], help="a note for the card")
     args = p.parse_args(argv)
-    if args.card:
-        write_card(args)
     rows = validation_rows(args.log)
+    if args.card:
+        write_card(args, rows)
     baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
     plot(rows, baseline, args.out)
     for r in rows:

@@ -162,8 +162,7 @@ def rd_table(summary: dict) -> str:
             )
     at = summary.get("at_rates")
     if at:
-        rates = [r for r in ("0.05", "0.1", "0.2", "0.4", "0.8", "1")
-                 if any(r in v for v in at.values())]  # fmt: skip
+        rates = sorted({r for v in at.values() for r in v}, key=float)
         names = [n for n in ("hvqcodec", "JPEG", "WebP", "AVIF") if n in at]
         lines += [
             "",

@@ -199,9 +199,13 @@ class Codec:
         return Encoded(data, width, height, {n: c.codes for n, c in coded.items()}, stats,
                        q / QUALITY_SCALE, notes, timings, measured.get(q))  # fmt: skip
 
+    @property
+    def family(self):
+        """The module that runs this model's streams: `hyper_codec` or `vq_codec`."""
+        return hyper_codec if isinstance(self.model, HyperModel) else vq_codec
+
     def _encoder(self, rgb: np.ndarray) -> vq_codec.Encoder | hyper_codec.Encoder:
-        family = hyper_codec if isinstance(self.model, HyperModel) else vq_codec
-        return family.Encoder(self.model, rgb)
+        return self.family.Encoder(self.model, rgb)
 
     @torch.no_grad()
     def decode_detailed(self, data: bytes, *, preview: bool = False) -> Decoded:

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hvqcodec import hyper_codec, vq_codec
 from hvqcodec.codec import Codec
 from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.image_io import image_paths, load_rgb
@@ -45,8 +44,7 @@ def measure(
     if files is not None:
         (files / path.with_suffix(".hvq").name).write_bytes(enc.data)
     out = np.asarray(dec.image)
-    family = hyper_codec if isinstance(codec.model, HyperModel) else vq_codec
-    float_bits = family.float_bits(codec.model, enc.codes, round(enc.quality * QUALITY_SCALE))
+    float_bits = codec.family.float_bits(codec.model, enc.codes, round(enc.quality * QUALITY_SCALE))
     return {
         "image": path.name,
         "width": enc.width,

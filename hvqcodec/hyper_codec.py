@@ -160,11 +160,11 @@ def float_bits(model: HyperModel, codes: dict[str, np.ndarray], quality: int) ->
     bits = {k: float(b) for k, b in net.prior_bits(maps).items()}
     top, middle = (net.quantizers[k].lookup(maps[k]) for k in VQ_LEVELS)
     mean, log_scale = net.hyper_synthesis(top, middle)
-    level = torch.tensor([quality * (net.gains.levels - 1) / 10_000])
-    gain = net.gains.gain(level)[0].double()
+    log_gain, gain, _ = _gains(model, quality)  # the gains the coder used
+    gain = gain[:, None, None]
     # The coded value (symbol plus the integer mean), centred on the float mean instead.
     coded_mean = model.hyper(codes["top"], codes["middle"])[0] / ONE
     centred = torch.from_numpy(codes["fine"]) + (coded_mean - mean[0].double()) * gain
-    log_scale = log_scale[0] + net.gains.log_gain(level)[0]
+    log_scale = log_scale[0].double() + (log_gain / ONE)[:, None, None]
     bits["fine"] = float(entropy_models.bits(centred, log_scale).sum())
     return bits

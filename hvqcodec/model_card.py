@@ -54,11 +54,11 @@ def model_card(config: dict, log_path: Path, images: int, command: str, hardware
     }
 
 
-def campaign_card(checkpoint: dict, command: str, hardware: str, images: int) -> dict:
-    """What a model card needs to know about a rate-distortion campaign (`hvqcodec.train_rd`),
-    from its compact checkpoint: config, steps, CPU time and the last validation row."""
-    rows = [json.loads(line) for line in checkpoint.get("log", "").splitlines() if line.strip()]
-    validation = [r for r in rows if "val_psnr" in r]
+def campaign_card(
+    checkpoint: dict, validation: dict | None, command: str, hardware: str, images: int
+) -> dict:
+    """What a model card needs to know about a rate-distortion campaign (`hvqcodec.train_rd`):
+    config, steps and CPU time from its compact checkpoint, and its last validation row."""
     return {
         "command": command,
         "data": checkpoint["config"]["data"],
@@ -66,7 +66,7 @@ def campaign_card(checkpoint: dict, command: str, hardware: str, images: int) ->
         "config": checkpoint["config"],
         "steps": checkpoint["step"],
         "cpu_hours": checkpoint["cpu_seconds"] / 3600,
-        "validation": validation[-1] if validation else None,
+        "validation": validation,
         "hardware": hardware,
         "torch": torch.__version__,
     }

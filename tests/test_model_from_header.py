@@ -17,11 +17,14 @@ from tests.conftest import assert_same_up_to_rounding
 from tests.make_golden import GOLDEN
 
 
-def golden(name: str) -> tuple[bytes, str]:
-    """A golden file, and the digest of its pixels as its own model decodes it on this machine
-    (test_golden checks those against the recorded ones)."""
-    data = (GOLDEN / f"dog.{name}.hvq").read_bytes()
-    return data, digest(Codec(name).decode(data))
+def golden(name: str) -> bytes:
+    return (GOLDEN / f"dog.{name}.hvq").read_bytes()
+
+
+def decoded(name: str) -> Image.Image:
+    """A golden file as its own model decodes it on this machine (test_golden checks that
+    against the recorded pixels)."""
+    return Codec(name).decode(golden(name))
 
 
 def digest(image: Image.Image) -> str:
@@ -30,7 +33,7 @@ def digest(image: Image.Image) -> str:
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_golden_files_decode_through_every_default_path(name, tmp_path):
-    data, expected = golden(name)
+    data, expected = golden(name), digest(decoded(name))
     assert digest(hvqcodec.decode(data)) == expected
     path = tmp_path / "dog.hvq"
     path.write_bytes(data)
@@ -46,17 +49,16 @@ def test_golden_files_decode_through_every_default_path(name, tmp_path):
 
 def test_a_mixed_batch_decompresses_in_one_run_with_workers(tmp_path):
     for name in SHIPPED:
-        (tmp_path / f"{name}.hvq").write_bytes(golden(name)[0])
+        (tmp_path / f"{name}.hvq").write_bytes(golden(name))
     r = CliRunner().invoke(main, ["decompress", str(tmp_path), "-j", "2"])
     assert r.exit_code == 0, r.output
     for name in SHIPPED:  # the workers run fewer threads each
-        expected = Codec(name).decode(golden(name)[0])
-        assert_same_up_to_rounding(Image.open(tmp_path / f"{name}.png"), expected)
+        assert_same_up_to_rounding(Image.open(tmp_path / f"{name}.png"), decoded(name))
 
 
 def test_models_load_lazily_and_once():
     shipped_codec.cache_clear()
-    data = golden("hvq-v1")[0]
+    data = golden("hvq-v1")
     hvqcodec.decode(data)
     hvqcodec.decode(data, preview=True)
     info = shipped_codec.cache_info()
@@ -64,7 +66,7 @@ def test_models_load_lazily_and_once():
 
 
 def test_an_explicit_model_overrides_and_a_codec_refuses_other_files():
-    data = golden("hvq-v1")[0]
+    data = golden("hvq-v1")
     needs = r"needs model hvq-v1 \(7b730e24\), but the codec has hvq-v2"
     with pytest.raises(HvqError, match=needs):
         hvqcodec.decode(data, model="hvq-v2")
@@ -73,7 +75,7 @@ def test_an_explicit_model_overrides_and_a_codec_refuses_other_files():
 
 
 def test_an_unknown_model_id_names_it_and_the_known_models(tmp_path):
-    f = container.unpack(golden("hvq-v2")[0])
+    f = container.unpack(golden("hvq-v2"))
     f.model_id = 0x12345678
     data = container.pack(f)
     known = ", ".join(f"{n} ({e.model_id:08x})" for n, e in SHIPPED.items())
@@ -120,7 +122,7 @@ def test_open_reads_the_header_and_chunks_only_and_verify_checks_the_crc(monkeyp
 
 
 def test_an_incremental_parser_knows_the_size_from_the_header_and_decodes_on_close():
-    data, expected = golden("hvq-v2")
+    data, expected = golden("hvq-v2"), digest(decoded("hvq-v2"))
     header = container.header_of(data)
     for chunk in (1024, 97):
         p = ImageFile.Parser()
