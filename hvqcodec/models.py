@@ -6,10 +6,13 @@ loading never unpickles arbitrary objects. Two families:
     {"format": "hvqcodec-weights/1", "name": str, "vqvae_config": dict, "prior_config": dict,
      "vqvae": state_dict, "prior": state_dict}               # hvq-v1, hvq-v2: VQ-VAE levels
     {"format": "hvqcodec-weights/2", "name": str, "config": dict, "model": state_dict,
-     "tables": int32 (T, width), "radii": int32 (T,)}        # hvq-v3: VQ side info + scalar
+     "tables": int32 (T, width), "radii": int32 (T,),        # hvq-v3: VQ side info + scalar
+     "scales": {key: float32 (len,)}}                        # optional: int8 tensors' scales
 
-Float tensors are stored as float16 to halve the package size; they are widened to float32 on
-load, so every machine computes with exactly the same weights.
+Float tensors are stored as float16 to halve the package size, and in a file with "scales" the
+large ones as int8 times one float32 scale per slice of their first dimension (`int8_state`),
+to halve it again. Either is widened to float32 on load (int8 times scale, one IEEE product),
+so every machine computes with exactly the same weights.
 """
 
 import hashlib
@@ -109,17 +112,48 @@ def fingerprint(weights: dict) -> int:
 
 
 def hyper_fingerprint(weights: dict) -> int:
-    """SHA-256 over the config, every tensor of the model, then the tables; the first 4 bytes."""
+    """SHA-256 over the config, every tensor of the model, then the tables, then the int8
+    scales if any; the first 4 bytes."""
     h = hashlib.sha256()
     h.update(json.dumps(weights["config"], sort_keys=True).encode())
     hash_state(h, weights["model"])
     hash_state(h, {"radii": weights["radii"], "tables": weights["tables"]})
+    if weights.get("scales"):
+        hash_state(h, weights["scales"])
     return int.from_bytes(h.digest()[:4], "big")
 
 
 def _cast(state: dict, dtype: torch.dtype) -> dict:
     """The float tensors of a state dict in `dtype`; the others unchanged."""
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+INT8_MIN_SIZE = 4096  # float tensors this large (convolutions, codebooks) go to int8
+
+
+def int8_state(state: dict) -> tuple[dict, dict]:
+    """(stored state, scales): each float tensor of at least `INT8_MIN_SIZE` elements as int8
+    with a float32 scale per slice of its first dimension, symmetric so that a masked
+    convolution's zeros stay zero; the other float tensors as float16."""
+    stored, scales = _cast(state, torch.float16), {}
+    for k, v in state.items():
+        if v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE:
+            flat = v.detach().float().reshape(len(v), -1)
+            scale = flat.abs().amax(1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+            stored[k] = torch.round(flat / scale[:, None]).to(torch.int8).reshape(v.shape)
+            scales[k] = scale
+    return stored, scales
+
+
+def float32_state(stored: dict, scales: dict) -> dict:
+    """The float32 weights a stored state (float16 and int8 with `scales`) stands for."""
+    state = _cast(stored, torch.float32)
+    for k, scale in scales.items():
+        q = stored[k]
+        if q.dtype != torch.int8 or scale.shape != (len(q),):
+            raise ValueError(f"{k}: int8 tensor and scale do not match")
+        state[k] = q.float() * scale.float().reshape(-1, *[1] * (q.dim() - 1))
+    return state
 
 
 def pack_weights(name: str, vqvae: HierarchicalVQVAE, prior: HierarchicalPrior) -> dict:
@@ -153,22 +187,28 @@ def keep_stages(weights: dict, stages: int) -> dict:
     }
 
 
-def pack_hyper_weights(name: str, net: VQHyperprior) -> dict:
+def pack_hyper_weights(name: str, net: VQHyperprior, *, int8: bool = True) -> dict:
+    """A weights file of `net`; `int8=False` keeps every float tensor float16, as hvq-v3's
+    first file (20 MB) does. int8 about halves that, so that a retrained model fits beside
+    the ones already shipped."""
     tables, radii = gaussian_tables()
-    return {
+    state = net.state_dict()
+    model, scales = int8_state(state) if int8 else (_cast(state, torch.float16), {})
+    weights = {
         "format": HYPER_WEIGHTS_FORMAT,
         "name": name,
         "config": net.config.to_dict(),
-        "model": _cast(net.state_dict(), torch.float16),
+        "model": model,
         "tables": tables,
         "radii": radii,
     }
+    return {**weights, "scales": scales} if scales else weights
 
 
 def build_hyper_model(weights: dict) -> HyperModel:
     try:
         net = VQHyperprior(VQHyperpriorConfig.from_dict(weights["config"]))
-        net.load_state_dict(_cast(weights["model"], torch.float32))
+        net.load_state_dict(float32_state(weights["model"], weights.get("scales") or {}))
         tables, radii = weights["tables"].long().numpy(), weights["radii"].long().numpy()
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise HvqError(f"weights file is corrupt or incompatible: {e}") from None

@@ -109,3 +109,37 @@ def test_weights_round_trip_through_a_file_with_the_same_id(tmp_path):
     assert Codec(tmp_path / "v3.pt").model.model_id == build_model(weights).model_id
     other = build_model(tiny_hyper(latent=8))
     assert other.model_id != build_model(weights).model_id
+
+
+def test_int8_storage_holds_the_weights_to_half_a_step_in_fewer_bytes():
+    torch.manual_seed(0)
+    net = VQHyperprior(VQHyperpriorConfig(**TINY))
+    weights, half = pack_hyper_weights("tiny-v3", net), pack_hyper_weights("t", net, int8=False)
+    scales = weights["scales"]
+    assert scales and "scales" not in half
+    loaded = build_model(weights).net.state_dict()
+    for k, v in net.state_dict().items():
+        if k in scales:
+            assert weights["model"][k].dtype == torch.int8
+            step = scales[k].reshape(-1, *[1] * (v.dim() - 1))
+            assert ((loaded[k] - v).abs() <= step / 2 * 1.001).all(), k
+            assert (loaded[k][v == 0] == 0).all()  # masked weights stay masked
+        elif v.is_floating_point():
+            assert torch.equal(loaded[k], v.half().float()), k
+    nbytes = lambda w: sum(v.numel() * v.element_size() for v in w["model"].values())  # noqa: E731
+    assert nbytes(weights) < 0.7 * nbytes(half)  # 0.66 at this tiny width, 0.5 at hvq-v3's
+    assert build_model(half).model_id != build_model(weights).model_id
+
+
+@pytest.mark.parametrize("damage", ["short scale", "not int8", "unknown key"])
+def test_damaged_int8_scales_raise_hvqerror(damage):
+    weights = tiny_hyper()
+    key = next(iter(weights["scales"]))
+    if damage == "short scale":
+        weights["scales"][key] = weights["scales"][key][:-1]
+    elif damage == "not int8":
+        weights["model"][key] = weights["model"][key].half()
+    else:
+        weights["scales"]["no.such.weight"] = weights["scales"][key]
+    with pytest.raises(HvqError, match="corrupt or incompatible"):
+        build_model(weights)

@@ -14,7 +14,7 @@ def run(vqvae, x, tile):
         return vqvae.features(x)["bottom"], codes, vqvae.decode(codes)
 
 
-def test_tiled_encoder_and_decoder_equal_untiled_bit_for_bit():
+def test_tiled_encoder_equals_untiled_bit_for_bit_and_decoder_to_the_last_bit_or_two():
     vqvae = tiny_model().vqvae
     x = torch.rand(1, 3, 96, 160, generator=torch.Generator().manual_seed(0))
     whole = run(vqvae, x, 4096)
@@ -23,7 +23,10 @@ def test_tiled_encoder_and_decoder_equal_untiled_bit_for_bit():
         assert torch.equal(feats, whole[0])
         for name in LEVELS:
             assert torch.equal(codes[name], whole[1][name])
-        assert torch.equal(image, whole[2])
+        # On an AVX2-only CPU (Zen 3) oneDNN's transposed convolutions round a tile's pixels
+        # differently from the whole map's, by one float32 ulp on 0.6% of them; a missing
+        # halo would be off by far more (see below).
+        torch.testing.assert_close(image, whole[2], rtol=0, atol=1e-6)
 
 
 def test_the_halo_is_what_makes_tiles_exact():
