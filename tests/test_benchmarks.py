@@ -91,3 +91,14 @@ def test_the_campaign_compares_with_the_baseline_only_where_both_reach():
     row = {"val_bpp": [0.05, 0.2, 0.5], "val_psnr": [23.0, 25.5, 27.0]}
     ((bpp, margin),) = campaign.margins(row, baseline)  # 0.05 and 0.5 lie outside its range
     assert bpp == 0.2 and margin == pytest.approx(0.5)
+
+
+def test_the_train_step_benchmark_times_a_real_step():
+    from benchmarks.train_step import time_variant
+    from hvqcodec.vq_hyperprior import VQHyperpriorConfig
+    from tests.test_hyper_codec import TINY
+
+    row = time_variant(VQHyperpriorConfig(**TINY), channels_last=True, bf16=False,
+                       compiled=False, batch=2, crop=64, warmup=1, steps=1)  # fmt: skip
+    assert row["variant"] == "float32 + channels_last"
+    assert row["sec_per_step"] > 0 and row["warmup_seconds"] >= 0
