@@ -15,7 +15,8 @@ position) and the run resumes from it when started again, after nanoGPT. `--comp
 writes the fp16 weights with the config and counters alone, small enough to commit;
 `--init-from` starts a new run from one (fresh optimizer, warm-up), which is how a campaign
 moves from machine to machine. `--init-from CKPT --export WEIGHTS --name hvq-v3` writes a
-checkpoint as the weights file the package ships.
+checkpoint as the weights file the package ships (large tensors int8; `--float16` keeps them
+float16).
 """
 
 import argparse
@@ -155,14 +156,14 @@ def float_state(state: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def export(checkpoint: str | Path, out: str | Path, name: str) -> None:
+def export(checkpoint: str | Path, out: str | Path, name: str, *, int8: bool = True) -> None:
     """A compact or full checkpoint as a shipped weights file (`models.pack_hyper_weights`)."""
     from hvqcodec.models import pack_hyper_weights  # the trainer itself never needs the codec
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
     model.load_state_dict(float_state(ck["model"]))
-    atomic_save(pack_hyper_weights(name, model.eval()), Path(out))
+    atomic_save(pack_hyper_weights(name, model.eval(), int8=int8), Path(out))
 
 
 def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None = None) -> None:
@@ -301,11 +302,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="write the --init-from checkpoint as a weights file, named --name, "
                    "and exit (no training)")  # fmt: skip
     p.add_argument("--name", default="hvq-v3", help="the exported model's name")
+    p.add_argument("--float16", action="store_true",
+                   help="export every float tensor as float16, not large ones as int8")  # fmt: skip
     args = p.parse_args(argv)
     if args.export:
         if not args.init_from:
             p.error("--export needs --init-from CHECKPOINT")
-        export(args.init_from, args.export, args.name)
+        export(args.init_from, args.export, args.name, int8=not args.float16)
         print(f"wrote {args.export}")
         return
     cfg = RDTrainConfig(**{f.name: getattr(args, f.name) for f in fields(RDTrainConfig)

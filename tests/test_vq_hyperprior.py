@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hvqcodec import Codec, entropy_models
+from hvqcodec import Codec, entropy_models, models
 from hvqcodec.layers.gain import GainUnits
 from hvqcodec.layers.gdn import GDN
 from hvqcodec.train_rd import main as train_main
@@ -72,7 +72,7 @@ def test_gdn_normalises_in_float32_under_autocast(simplified):
 
 
 def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_checkpoint(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
     data = tmp_path / "data"
     data.mkdir()
@@ -98,7 +98,13 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
                 "--init-from", str(compact)])  # fmt: skip
     rows = [json.loads(line) for line in open(tmp_path / "next" / "log.jsonl")]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]  # the log goes on
-    # The compact checkpoint exports to weights the codec ships.
+    # The compact checkpoint exports to weights the codec ships: at this width few tensors
+    # are large, so int8 is asked of smaller ones.
+    monkeypatch.setattr(models, "INT8_MIN_SIZE", 256)
     train_main(["--init-from", str(compact), "--export", str(tmp_path / "w.pt"), "--name", "t"])
     codec = Codec(str(tmp_path / "w.pt"))
     assert codec.name == "t" and codec.decode(codec.encode(dog)).size == dog.size
+    train_main(["--init-from", str(compact), "--export", str(tmp_path / "h.pt"), "--float16"])
+    int8, half = (torch.load(tmp_path / f, weights_only=True) for f in ("w.pt", "h.pt"))
+    assert int8["scales"] and "scales" not in half
+    assert {v.dtype for v in half["model"].values()} <= {torch.float16, torch.bool, torch.int64}
