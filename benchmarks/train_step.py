@@ -1,7 +1,7 @@
 """Training step time of hvq-v3 on this machine: forward, backward and Adam on the campaign's
 batch (8 x 192^2), each way of running it that this CPU supports.
 
-    python -m benchmarks.train_step --out benchmarks/results/train_step.json
+    python -m benchmarks.train_step --out benchmarks/results/train_step-avx2.json
 
 Variants: float32, float32 + channels_last, bf16 autocast + channels_last (only where the CPU
 computes bf16 natively, `train_rd.native_bf16`), and the fastest of these again under
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(rows[-1]), flush=True)
     result = {
         "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
