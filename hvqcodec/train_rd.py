@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def step(
     x: torch.Tensor,
     quality: torch.Tensor,
     bf16: bool,
-    forward=None,
+    forward: Callable[[torch.Tensor, torch.Tensor], RDOutput] | None = None,
 ) -> tuple[torch.Tensor, RDOutput]:
     """One training step on a batch in [0, 1] at per-sample trained qualities: the loss
     lambda(q) * 255^2 * MSE + bpp (+ the VQ commitment), backward, clipping, Adam.
