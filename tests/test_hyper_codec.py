@@ -2,6 +2,7 @@
 at the cross-entropy, previews, tiles, thread counts and damaged streams."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,13 @@ def test_damaged_int8_scales_raise_hvqerror(damage):
         weights["scales"]["no.such.weight"] = weights["scales"][key]
     with pytest.raises(HvqError, match="corrupt or incompatible"):
         build_model(weights)
+
+
+def test_the_model_id_is_the_hash_docs_format_md_describes():
+    weights = tiny_hyper()
+    h = hashlib.sha256(json.dumps(weights["config"], sort_keys=True).encode())
+    parts = [weights["model"], {"radii": weights["radii"], "tables": weights["tables"]}]
+    for state in [*parts, weights["scales"]]:
+        for key in sorted(state):
+            h.update(key.encode() + state[key].contiguous().numpy().tobytes())
+    assert build_model(weights).model_id == int.from_bytes(h.digest()[:4], "big")
