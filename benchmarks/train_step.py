@@ -1,13 +1,13 @@
-"""Training step time of hvq-v3 on this machine: forward, backward and Adam on the campaign's
-batch (8 x 192^2), each way of running it that this CPU supports.
+"""Training step time of hvq-v3 on this machine: forward, backward and Adam on the trainer's
+batch (`RDTrainConfig`: 8 x 192^2), each way of running it on this CPU.
 
     python -m benchmarks.train_step --out benchmarks/results/train_step-avx2.json
 
-Variants: float32, float32 + channels_last, bf16 autocast + channels_last (only where the CPU
-computes bf16 natively, `train_rd.native_bf16`), and the fastest of these again under
-torch.compile. Each is the median of --steps steps after --warmup steps (compilation happens
-in the warm-up, and is reported apart). Run it on a quiet machine: a training run beside it
-makes both meaningless.
+Variants: float32, float32 + channels_last, bf16 autocast + channels_last (marked emulated
+where the CPU has no bf16 hardware, `train_rd.native_bf16`: the trainer then uses float32), and
+the fastest of these again under torch.compile. Each is the median of --steps steps after
+--warmup steps (compilation happens in the warm-up, and is reported apart). Run it on a quiet
+machine: a training run beside it makes both meaningless.
 """
 
 import argparse
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from hvqcodec.model_card import cpu_model
-from hvqcodec.train_rd import native_bf16, step
+from hvqcodec.train_rd import RDTrainConfig, native_bf16, step
 from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
 
 
@@ -58,7 +58,7 @@ def time_variant(
         + ["torch.compile"] * compiled
     )
     return {
-        "variant": name,
+        "variant": name + (" (emulated)" if bf16 and not native_bf16(torch.device("cpu")) else ""),
         "sec_per_step": round(statistics.median(times[warmup:]), 3),
         "warmup_seconds": round(sum(times[:warmup]), 1),
     }
@@ -67,19 +67,20 @@ def time_variant(
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=192)
+    defaults = RDTrainConfig()
+    p.add_argument("--batch", type=int, default=defaults.batch_size)
+    p.add_argument("--crop", type=int, default=defaults.crop)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--model-json", default="{}", help="overrides of VQHyperpriorConfig")
     args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be at least 1 and --warmup at least 0")
     config = VQHyperpriorConfig.from_dict(
         {**VQHyperpriorConfig().to_dict(), **json.loads(args.model_json)}
     )
     run = dict(batch=args.batch, crop=args.crop, warmup=args.warmup, steps=args.steps)
-    plain = [(False, False), (True, False)]
-    if native_bf16(torch.device("cpu")):
-        plain.append((True, True))
+    plain = [(False, False), (True, False), (True, True)]
     rows = []
     for channels_last, bf16 in plain:
         rows.append(time_variant(config, channels_last=channels_last, bf16=bf16, compiled=False,

@@ -132,27 +132,32 @@ INT8_MIN_SIZE = 4096  # float tensors this large (convolutions, codebooks) go to
 
 
 def int8_state(state: dict) -> tuple[dict, dict]:
-    """(stored state, scales): each float tensor of at least `INT8_MIN_SIZE` elements as int8
-    with a float32 scale per slice of its first dimension, symmetric so that a masked
-    convolution's zeros stay zero; the other float tensors as float16."""
+    """(stored state, scales): each float tensor of two or more dimensions and at least
+    `INT8_MIN_SIZE` elements as int8, symmetric, with a float32 scale per slice of its first
+    dimension (max |w| / 127; 1 for an all-zero slice); the other float tensors as float16."""
     stored, scales = _cast(state, torch.float16), {}
     for k, v in state.items():
         if v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE:
             flat = v.detach().float().reshape(len(v), -1)
-            scale = flat.abs().amax(1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+            peak = flat.abs().amax(1)
+            scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak))
             stored[k] = torch.round(flat / scale[:, None]).to(torch.int8).reshape(v.shape)
             scales[k] = scale
     return stored, scales
 
 
 def float32_state(stored: dict, scales: dict) -> dict:
-    """The float32 weights a stored state (float16 and int8 with `scales`) stands for."""
+    """The float32 weights a stored state (float16, and int8 with `scales`) stands for; an int8
+    tensor without its float32 scale, or a scale without its int8 tensor, is a ValueError."""
     state = _cast(stored, torch.float32)
+    unscaled = [k for k, v in stored.items() if v.dtype == torch.int8 and k not in scales]
+    if unscaled:
+        raise ValueError(f"int8 tensor {unscaled[0]} has no scale")
     for k, scale in scales.items():
         q = stored[k]
-        if q.dtype != torch.int8 or scale.shape != (len(q),):
-            raise ValueError(f"{k}: int8 tensor and scale do not match")
-        state[k] = q.float() * scale.float().reshape(-1, *[1] * (q.dim() - 1))
+        if q.dtype != torch.int8 or scale.dtype != torch.float32 or scale.shape != (len(q),):
+            raise ValueError(f"{k}: int8 tensor and float32 scale do not match")
+        state[k] = q.float() * scale.reshape(-1, *[1] * (q.dim() - 1))
     return state
 
 

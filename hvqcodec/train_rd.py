@@ -14,8 +14,8 @@ OUT/checkpoint.pt describes itself (config, weights, optimizer, step, CPU second
 position) and the run resumes from it when started again, after nanoGPT. `--compact PATH`
 writes the fp16 weights with the config and counters alone, small enough to commit;
 `--init-from` starts a new run from one (fresh optimizer, warm-up), which is how a campaign
-moves from machine to machine. `--init-from CKPT --export WEIGHTS --name hvq-v3` writes a
-checkpoint as the weights file the package ships (large tensors int8; `--float16` keeps them
+moves from machine to machine. `--init-from CKPT --export WEIGHTS --name NAME` writes a
+checkpoint as a weights file the package can ship (large tensors int8; `--float16` keeps them
 float16).
 """
 
@@ -106,9 +106,14 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively. A CPU without AVX-512 bf16 or AMX (a Zen 3 EPYC, say)
-    emulates it: there hvq-v3's step measured over 12 s in bf16 against 1.5 s in float32."""
-    return device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    """Whether bf16 autocast runs on bf16 hardware: a GPU that has it, or a CPU with AVX-512
+    bf16 or AMX. Elsewhere it is emulated (on a Zen 3 EPYC, AVX2 only, hvq-v3's step took over
+    12 s in bf16 against 1.5 s in float32: `benchmarks/results/train_step-avx2.json`)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return True
 
 
 def step(
@@ -219,9 +224,9 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
         sampler.load_state_dict(sampler_state)
     levels = len(model.config.lambdas)
     pixels = cfg.crop**2
-    bf16 = cfg.bf16 and native_bf16(device)
-    if cfg.bf16 and not bf16:
-        print("note: this CPU has no native bf16; training in float32", flush=True)
+    if cfg.bf16 and not native_bf16(device):
+        cfg.bf16 = False  # so the checkpoint's config says how this run trained
+        print(f"note: no native bf16 on this {device.type}; training in float32", flush=True)
 
     def save() -> None:
         atomic_save(
@@ -259,7 +264,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         quality = torch.randint(levels, (len(x),), generator=gen).to(device)
-        loss, o = step(model, opt, x, quality, bf16)
+        loss, o = step(model, opt, x, quality, cfg.bf16)
         counters["step"] += 1
         counters["cpu_seconds"] += time.time() - t
         if counters["step"] % cfg.log_every == 0:
@@ -302,13 +307,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export", metavar="WEIGHTS",
                    help="write the --init-from checkpoint as a weights file, named --name, "
                    "and exit (no training)")  # fmt: skip
-    p.add_argument("--name", default="hvq-v3", help="the exported model's name")
+    p.add_argument("--name", help="the exported model's name (a new one: shipped files stay)")
     p.add_argument("--float16", action="store_true",
                    help="export every float tensor as float16, not large ones as int8")  # fmt: skip
     args = p.parse_args(argv)
     if args.export:
-        if not args.init_from:
-            p.error("--export needs --init-from CHECKPOINT")
+        if not args.init_from or not args.name:
+            p.error("--export needs --init-from CHECKPOINT and --name NAME")
         export(args.init_from, args.export, args.name, int8=not args.float16)
         print(f"wrote {args.export}")
         return

@@ -115,16 +115,19 @@ def test_weights_round_trip_through_a_file_with_the_same_id(tmp_path):
 def test_int8_storage_holds_the_weights_to_half_a_step_in_fewer_bytes():
     torch.manual_seed(0)
     net = VQHyperprior(VQHyperpriorConfig(**TINY))
+    with torch.no_grad():  # all-zero slices and tensors must come back as zeros
+        net.synthesis[0].weight[0].zero_()
+        net.synthesis[2].weight.zero_()
     weights, half = pack_hyper_weights("tiny-v3", net), pack_hyper_weights("t", net, int8=False)
     scales = weights["scales"]
-    assert scales and "scales" not in half
+    assert {"synthesis.0.weight", "synthesis.2.weight"} <= set(scales) and "scales" not in half
     loaded = build_model(weights).net.state_dict()
     for k, v in net.state_dict().items():
         if k in scales:
             assert weights["model"][k].dtype == torch.int8
             step = scales[k].reshape(-1, *[1] * (v.dim() - 1))
             assert ((loaded[k] - v).abs() <= step / 2 * 1.001).all(), k
-            assert (loaded[k][v == 0] == 0).all()  # masked weights stay masked
+            assert torch.isfinite(loaded[k]).all() and (loaded[k][v == 0] == 0).all(), k
         elif v.is_floating_point():
             assert torch.equal(loaded[k], v.half().float()), k
     nbytes = lambda w: sum(v.numel() * v.element_size() for v in w["model"].values())  # noqa: E731
@@ -132,14 +135,20 @@ def test_int8_storage_holds_the_weights_to_half_a_step_in_fewer_bytes():
     assert build_model(half).model_id != build_model(weights).model_id
 
 
-@pytest.mark.parametrize("damage", ["short scale", "not int8", "unknown key"])
+@pytest.mark.parametrize(
+    "damage", ["short scale", "float16 scale", "not int8", "no scale", "unknown key"]
+)
 def test_damaged_int8_scales_raise_hvqerror(damage):
     weights = tiny_hyper()
     key = next(iter(weights["scales"]))
     if damage == "short scale":
         weights["scales"][key] = weights["scales"][key][:-1]
+    elif damage == "float16 scale":
+        weights["scales"][key] = weights["scales"][key].half()
     elif damage == "not int8":
         weights["model"][key] = weights["model"][key].half()
+    elif damage == "no scale":
+        del weights["scales"][key]
     else:
         weights["scales"]["no.such.weight"] = weights["scales"][key]
     with pytest.raises(HvqError, match="corrupt or incompatible"):

@@ -24,9 +24,9 @@ def test_tiled_encoder_equals_untiled_bit_for_bit_and_decoder_to_the_last_bit_or
         for name in LEVELS:
             assert torch.equal(codes[name], whole[1][name])
         # On an AVX2-only CPU (Zen 3) oneDNN's transposed convolutions round a tile's pixels
-        # differently from the whole map's, by one float32 ulp on 0.6% of them; a missing
-        # halo would be off by far more (see below).
-        torch.testing.assert_close(image, whole[2], rtol=0, atol=1e-6)
+        # differently from the whole map's, by an ulp on 0.6% of them; a halo too small is off
+        # by over 1e-2.
+        torch.testing.assert_close(image, whole[2], rtol=4 * torch.finfo().eps, atol=0)
 
 
 def test_the_halo_is_what_makes_tiles_exact():

@@ -104,7 +104,8 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     train_main(["--init-from", str(compact), "--export", str(tmp_path / "w.pt"), "--name", "t"])
     codec = Codec(str(tmp_path / "w.pt"))
     assert codec.name == "t" and codec.decode(codec.encode(dog)).size == dog.size
-    train_main(["--init-from", str(compact), "--export", str(tmp_path / "h.pt"), "--float16"])
+    train_main(["--init-from", str(compact), "--export", str(tmp_path / "h.pt"), "--name", "h",
+                "--float16"])  # fmt: skip
     int8, half = (torch.load(tmp_path / f, weights_only=True) for f in ("w.pt", "h.pt"))
     assert int8["scales"] and "scales" not in half
     assert {v.dtype for v in half["model"].values()} <= {torch.float16, torch.bool, torch.int64}
