@@ -131,13 +131,15 @@ def _cast(state: dict, dtype: torch.dtype) -> dict:
 INT8_MIN_SIZE = 4096  # float tensors this large (convolutions, codebooks) go to int8
 
 
-def int8_state(state: dict) -> tuple[dict, dict]:
+def int8_state(state: dict, keep: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """(stored state, scales): each float tensor of two or more dimensions and at least
-    `INT8_MIN_SIZE` elements as int8, symmetric, with a float32 scale per slice of its first
-    dimension (max |w| / 127; 1 for an all-zero slice); the other float tensors as float16."""
+    `INT8_MIN_SIZE` elements, unless its key starts with one of `keep`, as int8, symmetric,
+    with a float32 scale per slice of its first dimension (max |w| / 127; 1 for an all-zero
+    slice); the other float tensors as float16."""
     stored, scales = _cast(state, torch.float16), {}
     for k, v in state.items():
-        if v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE:
+        large = v.is_floating_point() and v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE
+        if large and not k.startswith(keep):
             flat = v.detach().float().reshape(len(v), -1)
             peak = flat.abs().amax(1)
             scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak))
@@ -192,13 +194,19 @@ def keep_stages(weights: dict, stages: int) -> dict:
     }
 
 
+# The synthesis, which the pixels come from, stays float16: with it in int8 too, hvq-v3 lost up
+# to 0.05 dB on the validation photos, without it 0.006 at most (benchmarks/results/
+# validation-step43010-*.json).
+KEEP_FLOAT16 = ("synthesis.",)
+
+
 def pack_hyper_weights(name: str, net: VQHyperprior, *, int8: bool = True) -> dict:
     """A weights file of `net`; `int8=False` keeps every float tensor float16, as hvq-v3's
     first file (20 MB) does. int8 about halves that, so that a retrained model fits beside
     the ones already shipped."""
     tables, radii = gaussian_tables()
     state = net.state_dict()
-    model, scales = int8_state(state) if int8 else (_cast(state, torch.float16), {})
+    model, scales = int8_state(state, KEEP_FLOAT16) if int8 else (_cast(state, torch.float16), {})
     weights = {
         "format": HYPER_WEIGHTS_FORMAT,
         "name": name,
