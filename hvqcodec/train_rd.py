@@ -15,8 +15,8 @@ position) and the run resumes from it when started again, after nanoGPT. `--comp
 writes the fp16 weights with the config and counters alone, small enough to commit;
 `--init-from` starts a new run from one (fresh optimizer, warm-up), which is how a campaign
 moves from machine to machine. `--init-from CKPT --export WEIGHTS --name NAME` writes a
-checkpoint as a weights file the package can ship (large tensors int8; `--float16` keeps them
-float16).
+checkpoint as a weights file the package can ship (large tensors outside the synthesis int8;
+`--float16` keeps them float16).
 """
 
 import argparse
@@ -107,8 +107,8 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast runs on bf16 hardware: a GPU that has it, or a CPU with AVX-512
-    bf16 or AMX. Elsewhere it is emulated (on a Zen 3 EPYC, AVX2 only, hvq-v3's step took over
-    12 s in bf16 against 1.5 s in float32: `benchmarks/results/train_step-avx2.json`)."""
+    bf16 or AMX. Elsewhere it is emulated (on a Zen 3 EPYC, AVX2 only, hvq-v3's step took 16.1
+    s in bf16 against 1.7 s in float32: `benchmarks/results/train_step-avx2.json`)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
