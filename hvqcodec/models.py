@@ -11,8 +11,9 @@ loading never unpickles arbitrary objects. Two families:
 
 Float tensors are stored as float16 to halve the package size, and in a file with "scales" the
 large ones outside the synthesis as int8 times one float32 scale per slice of their first
-dimension (`int8_state`), which takes hvq-v3 from 20 to 12 MB. Either is widened to float32 on load (int8 times scale, one IEEE product),
-so every machine computes with exactly the same weights.
+dimension (`int8_state`), which takes hvq-v3 from 20 to 12 MB. Either is widened to float32
+on load (int8 times scale, one IEEE product), so every machine computes with exactly the same
+weights.
 """
 
 import hashlib
