@@ -24,8 +24,8 @@ def test_tiled_encoder_equals_untiled_bit_for_bit_and_decoder_to_the_last_bit_or
         for name in LEVELS:
             assert torch.equal(codes[name], whole[1][name])
         # On an AVX2-only CPU (Zen 3) oneDNN's transposed convolutions round a tile's pixels
-        # differently from the whole map's, by an ulp on 0.6% of them; a halo too small is off
-        # by over 1e-2.
+        # differently from the whole map's, by an ulp on 0.6% of them; tiles without a halo
+        # are off by over 1e-2.
         torch.testing.assert_close(image, whole[2], rtol=4 * torch.finfo().eps, atol=0)
 
 
