@@ -109,13 +109,12 @@ def at_rates(points: list[dict], rates=RATES) -> dict[str, dict]:
     """PSNR and MS-SSIM of a mean curve at each bpp inside its range, pchip in log bpp."""
     from scipy.interpolate import PchipInterpolator
 
+    if len(points) < 2:
+        return {}
     bpp = np.log([p["bpp"] for p in points])
-    out = {}
-    for r in rates:
-        if bpp[0] <= np.log(r) <= bpp[-1] and len(points) > 1:
-            out[f"{r:g}"] = {m: float(PchipInterpolator(bpp, [p[m] for p in points])(np.log(r)))
-                             for m in ("psnr", "ms_ssim")}  # fmt: skip
-    return out
+    curve = {m: PchipInterpolator(bpp, [p[m] for p in points]) for m in ("psnr", "ms_ssim")}
+    return {f"{r:g}": {m: float(f(np.log(r))) for m, f in curve.items()}
+            for r in rates if bpp[0] <= np.log(r) <= bpp[-1]}  # fmt: skip
 
 
 def bd_rate(anchor: list[dict], test: list[dict], metric: str) -> float | str:

@@ -16,7 +16,6 @@ from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.model_card import cpu_model
-from hvqcodec.models import HyperModel
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,8 +116,6 @@ def evaluate(
             f"{r['image']}: {r['bpp']:.4f} bpp  {r['psnr']:.2f} dB  MS-SSIM {r['ms_ssim']:.4f}"
             f"  enc {r['encode_s']:.2f} s  dec {r['decode_s']:.2f} s"
         )
-    model = codec.model
-    quantizers = model.net.quantizers if isinstance(model, HyperModel) else model.vqvae.quantizers
     return {
         "model": codec.name,
         "model_id": f"{codec.model.model_id:08x}",
@@ -126,6 +123,6 @@ def evaluate(
         "images": len(rows),
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu_model(),
-        "mean": summarize(rows, {k: q.num_codes for k, q in quantizers.items()}),
+        "mean": summarize(rows, codec.family.codebook_sizes(codec.model)),
         "rows": rows,
     }

@@ -168,3 +168,8 @@ def float_bits(model: HyperModel, codes: dict[str, np.ndarray], quality: int) ->
     log_scale = log_scale[0].double() + (log_gain / ONE)[:, None, None]
     bits["fine"] = float(entropy_models.bits(centred, log_scale).sum())
     return bits
+
+
+def codebook_sizes(model: HyperModel) -> dict[str, int]:
+    """Codes per codebook of each VQ level (a scalar level has none)."""
+    return {k: q.num_codes for k, q in model.net.quantizers.items()}

@@ -144,3 +144,8 @@ def float_bits(model: Model, codes: dict[str, np.ndarray], quality: int) -> dict
     coder sees): the measure of what integer-exact coding costs."""
     maps = {k: torch.from_numpy(v)[None] for k, v in codes.items()}
     return {k: float(b) * codes[k].size for k, b in model.prior(maps).items()}
+
+
+def codebook_sizes(model: Model) -> dict[str, int]:
+    """Codes per codebook of each VQ level (a scalar level has none)."""
+    return {k: q.num_codes for k, q in model.vqvae.quantizers.items()}
