@@ -79,14 +79,16 @@ def centre_crop(img: torch.Tensor, side: int = EVAL_SIDE) -> torch.Tensor:
 
 @torch.no_grad()
 def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
-    """Mean bpp and PSNR at every trained quality, and the preview's PSNR, in float32."""
+    """Mean bpp and PSNR at every trained quality, the preview's PSNR, and the top quality's
+    ceiling (`VQHyperprior.ceiling`), in float32."""
     if not images:
         return {}
     was = model.training
     model.eval()
     levels = len(model.config.lambdas)
     rows = [{"bpp": 0.0, "psnr": 0.0} for _ in range(levels)]
-    preview = 0.0
+    preview = ceiling = 0.0
+    top = torch.tensor([levels - 1], device=device)
     for img in images:
         x = (centre_crop(img).float() / 255)[None].to(device)
         pixels = x.shape[2] * x.shape[3]
@@ -97,11 +99,14 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
             rows[q]["psnr"] += psnr_from_mse(mse, 1.0) / len(images)
         mse = F.mse_loss(model.preview(x).clamp(0, 1), x).item()
         preview += psnr_from_mse(mse, 1.0) / len(images)
+        mse = F.mse_loss(model.ceiling(x, top).clamp(0, 1), x).item()
+        ceiling += psnr_from_mse(mse, 1.0) / len(images)
     model.train(was)
     return {
         "val_bpp": [round(r["bpp"], 4) for r in rows],
         "val_psnr": [round(r["psnr"], 3) for r in rows],
         "val_preview_psnr": round(preview, 3),
+        "val_ceiling_psnr": round(ceiling, 3),
     }
 
 

@@ -144,6 +144,13 @@ class VQHyperprior(nn.Module):
         perplexity = {n: o.perplexity for n, o in outs.items()}
         return RDOutput(reconstruction, bits, commit, indices, perplexity)
 
+    def ceiling(self, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """The reconstruction at `quality` with the fine latent left unrounded: the transforms'
+        own distortion floor, which no rate spent on the fine symbols can pass."""
+        y = self.analysis(x * 2 - 1)
+        scale = self.gains.gain(quality) * self.gains.inverse(quality)
+        return (self.synthesis(y * scale) + 1) / 2
+
     def preview(self, x: torch.Tensor) -> torch.Tensor:
         """What the VQ levels alone decode to: the synthesis of the predicted mean."""
         _, quantized, _ = self.side_information(self.analysis(x * 2 - 1))
