@@ -102,3 +102,21 @@ def test_the_train_step_benchmark_times_a_real_step():
                        compiled=False, batch=2, crop=64, warmup=1, steps=1)  # fmt: skip
     assert row["variant"] == "float32 + channels_last"
     assert row["sec_per_step"] > 0 and row["warmup_seconds"] >= 0
+
+
+def test_the_latent_gap_is_measured_against_the_unrefined_curve():
+    import torch
+
+    from benchmarks import latent_gap
+    from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+    from tests.test_vq_hyperprior import TINY
+
+    torch.manual_seed(0)
+    net = VQHyperprior(VQHyperpriorConfig(**TINY)).eval().requires_grad_(False)
+    x = torch.rand(1, 3, 64, 64)
+    (still,) = latent_gap.gap(net, x, [1], iterations=0, lr=0.05)
+    # No step taken: the same symbols, on the curve they are measured against.
+    assert (still["refined_bpp"], still["refined_psnr"]) == (still["bpp"], still["psnr"])
+    assert abs(still["gain_db"]) < 1e-9
+    (moved,) = latent_gap.gap(net, x, [1], iterations=5, lr=1.0)
+    assert (moved["refined_bpp"], moved["refined_psnr"]) != (moved["bpp"], moved["psnr"])
