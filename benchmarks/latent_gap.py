@@ -36,7 +36,8 @@ class Point:
     def __init__(self, net: VQHyperprior, x: torch.Tensor, quality: float) -> None:
         self.net, self.x, self.pixels = net, x, x.shape[2] * x.shape[3]
         q = torch.tensor([quality])
-        self.lam = float(np.interp(quality, range(len(net.lambdas)), net.lambdas.numpy())) * 255**2
+        log_lambdas = np.log(net.lambdas.numpy())  # the trained qualities, geometric in lambda
+        self.lam = math.exp(np.interp(quality, range(len(log_lambdas)), log_lambdas)) * 255**2
         with torch.no_grad():
             y = net.analysis(x * 2 - 1)
             _, quantized, _ = net.side_information(y)
@@ -46,7 +47,7 @@ class Point:
         self.centred = y * self.gain - self.mean_g
 
     def terms(self, symbols: torch.Tensor, rate_symbols: torch.Tensor) -> tuple:
-        """(bpp, MSE) of `symbols` through the synthesis, the rate counted on `rate_symbols`."""
+        """(bpp, reconstruction) of `symbols`, the rate counted on `rate_symbols`."""
         y_hat = (symbols + self.mean_g) * self.inverse
         reconstruction = (self.net.synthesis(y_hat) + 1) / 2
         bits = entropy_models.bits(rate_symbols, self.log_scale).sum()
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # the refinement's noise
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     net = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
     net.load_state_dict(float_state(ck["model"]))
