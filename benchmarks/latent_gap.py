@@ -25,9 +25,8 @@ import torch.nn.functional as F
 
 from hvqcodec import entropy_models
 from hvqcodec.image_io import load_photos
-from hvqcodec.metrics import psnr_from_mse
-from hvqcodec.train_rd import centre_crop, float_state, split_photos
-from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.train_rd import centre_crop, checkpoint_model, reconstruction_psnr, split_photos
+from hvqcodec.vq_hyperprior import VQHyperprior
 
 
 class Point:
@@ -58,7 +57,7 @@ class Point:
         """(bpp, PSNR) of rounding `centred`."""
         symbols = torch.round(centred)
         bpp, reconstruction = self.terms(symbols, symbols)
-        return float(bpp), psnr_from_mse(F.mse_loss(reconstruction.clamp(0, 1), self.x).item(), 1)
+        return float(bpp), reconstruction_psnr(reconstruction, self.x)
 
     def unrefined(self) -> tuple[float, float]:
         return self.measure(self.centred)
@@ -110,9 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # the refinement's noise
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    net = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
-    net.load_state_dict(float_state(ck["model"]))
+    net, ck = checkpoint_model(args.checkpoint)
     net.eval().requires_grad_(False)
     _, held_out = split_photos(args.images)
     photos = load_photos(held_out[: args.count])

@@ -77,6 +77,11 @@ def centre_crop(img: torch.Tensor, side: int = EVAL_SIDE) -> torch.Tensor:
     return img[:, y : y + h, x : x + w]
 
 
+def reconstruction_psnr(reconstruction: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR in dB of a reconstruction in [0, 1] (clamped, as the codec's pixels are) against x."""
+    return psnr_from_mse(F.mse_loss(reconstruction.clamp(0, 1), x).item(), 1.0)
+
+
 @torch.no_grad()
 def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
     """Mean bpp and PSNR at every trained quality, the preview's PSNR, and the top quality's
@@ -94,13 +99,10 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
         pixels = x.shape[2] * x.shape[3]
         for q in range(levels):
             out = model(x, torch.tensor([q], device=device))
-            mse = F.mse_loss(out.reconstruction.clamp(0, 1), x).item()
             rows[q]["bpp"] += sum(b.item() for b in out.bits.values()) / pixels / len(images)
-            rows[q]["psnr"] += psnr_from_mse(mse, 1.0) / len(images)
-        mse = F.mse_loss(model.preview(x).clamp(0, 1), x).item()
-        preview += psnr_from_mse(mse, 1.0) / len(images)
-        mse = F.mse_loss(model.ceiling(x, top).clamp(0, 1), x).item()
-        ceiling += psnr_from_mse(mse, 1.0) / len(images)
+            rows[q]["psnr"] += reconstruction_psnr(out.reconstruction, x) / len(images)
+        preview += reconstruction_psnr(model.preview(x), x) / len(images)
+        ceiling += reconstruction_psnr(model.ceiling(x, top), x) / len(images)
     model.train(was)
     return {
         "val_bpp": [round(r["bpp"], 4) for r in rows],
@@ -167,13 +169,19 @@ def float_state(state: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def checkpoint_model(checkpoint: str | Path) -> tuple[VQHyperprior, dict]:
+    """The float32 model a compact or full checkpoint holds, and the checkpoint itself."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
+    model.load_state_dict(float_state(ck["model"]))
+    return model, ck
+
+
 def export(checkpoint: str | Path, out: str | Path, name: str, *, int8: bool = True) -> None:
     """A compact or full checkpoint as a shipped weights file (`models.pack_hyper_weights`)."""
     from hvqcodec.models import pack_hyper_weights  # the trainer itself never needs the codec
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
-    model.load_state_dict(float_state(ck["model"]))
+    model, _ = checkpoint_model(checkpoint)
     atomic_save(pack_hyper_weights(name, model.eval(), int8=int8), Path(out))
 
 
