@@ -38,6 +38,12 @@ def margins(row: dict, baseline: dict) -> list[tuple[float, float]]:
             if log_bpp[0] <= np.log(b) <= log_bpp[-1]]  # fmt: skip
 
 
+def margin_summary(m: list[tuple[float, float]]) -> str:
+    """`margins` in words, and whether the row is ahead at every one of them."""
+    each = ", ".join(f"{d:+.2f} dB at {b:.3f} bpp" for b, d in m)
+    return f"{each}; ahead at every rate both reach: {bool(m) and all(d > 0 for _, d in m)}"
+
+
 def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
     import matplotlib
 
@@ -111,10 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"step {r['step']:>6}  {r['cpu_hours']:.2f} h  bpp {r['val_bpp']}  "
               f"PSNR {r['val_psnr']}")  # fmt: skip
     if baseline:
-        m = margins(rows[-1], baseline)
-        each = ", ".join(f"{d:+.2f} dB at {b:.3f} bpp" for b, d in m)
-        print(f"latest against {baseline['model']}: {each}; "
-              f"better at every rate both reach: {all(d > 0 for _, d in m)}")  # fmt: skip
+        print(f"latest against {baseline['model']}: {margin_summary(margins(rows[-1], baseline))}")
     print(f"wrote {args.out}")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hvqcodec.model_card import card_markdown
+from hvqcodec.models import DEFAULT_MODEL
 
 
 def _met(value: float, op: str, target: float) -> str:
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/kodak"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
-    p.add_argument("--card", type=Path, default=Path("docs/model-card-hvq-v3.json"))
+    p.add_argument("--card", type=Path, default=Path(f"docs/model-card-{DEFAULT_MODEL}.json"))
     args = p.parse_args(argv)
     text = args.readme.read_text()
 

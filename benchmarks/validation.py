@@ -5,7 +5,9 @@ folder (configs/validation.txt) that hvq-v3's design decisions are made on; neve
         --out benchmarks/results/validation-hvq-v2.json
 
 Each photo is centre-cropped as the trainer's validation does (`hvqcodec.train_rd`), then
-coded at every quality through the real codec: bpp from the file's size, RGB PSNR.
+coded at every quality through the real codec: bpp from the file's size, RGB PSNR. With
+`--against OTHER.json` (an earlier result) it also prints the PSNR margin over that curve at
+each quality whose rate both reach, which is how a campaign's export is judged for shipping.
 """
 
 import argparse
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images", required=True, type=Path, help="the training folder")
     p.add_argument("--model", required=True, help="shipped name or weights file")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--against", type=Path, help="an earlier result to compare with")
     args = p.parse_args(argv)
     _, held_out = split_photos(args.images)
     images = [
@@ -51,6 +54,18 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
+    if args.against:
+        print(comparison(result, json.loads(args.against.read_text())))
+
+
+def comparison(result: dict, other: dict) -> str:
+    """One line: the PSNR margin of `result` over `other` at each of its qualities whose rate
+    `other` also reaches, and whether it is ahead at all of them."""
+    from benchmarks.campaign import margin_summary, margins
+
+    row = {"val_bpp": [c["bpp"] for c in result["curve"]],
+           "val_psnr": [c["psnr"] for c in result["curve"]]}  # fmt: skip
+    return f"{result['model']} against {other['model']}: {margin_summary(margins(row, other))}"
 
 
 if __name__ == "__main__":

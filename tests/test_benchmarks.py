@@ -93,6 +93,22 @@ def test_the_campaign_compares_with_the_baseline_only_where_both_reach():
     assert bpp == 0.2 and margin == pytest.approx(0.5)
 
 
+def test_a_validation_result_is_ahead_only_if_ahead_at_every_shared_rate():
+    from benchmarks.validation import comparison
+
+    def result(model: str, *points: tuple[float, float]) -> dict:
+        return {"model": model, "curve": [{"bpp": b, "psnr": p} for b, p in points]}
+
+    other = result("old", (0.1, 24.0), (0.4, 26.0))
+    ahead = result("new", (0.1, 24.2), (0.4, 26.1))
+    behind_once = result("new", (0.1, 24.2), (0.4, 25.9))
+    outside = result("new", (0.05, 30.0), (0.8, 40.0))
+    assert comparison(ahead, other).endswith("ahead at every rate both reach: True")
+    assert "-0.10 dB at 0.400 bpp" in comparison(behind_once, other)
+    assert comparison(behind_once, other).endswith("False")
+    assert comparison(outside, other).endswith("False")  # no shared rate proves nothing
+
+
 def test_the_train_step_benchmark_times_a_real_step():
     from benchmarks.train_step import time_variant
     from hvqcodec.vq_hyperprior import VQHyperpriorConfig
