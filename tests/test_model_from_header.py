@@ -23,8 +23,8 @@ def golden(name: str) -> bytes:
 
 def decoded(name: str) -> Image.Image:
     """A golden file as its own model decodes it on this machine (test_golden checks that
-    against the recorded pixels)."""
-    return Codec(name).decode(golden(name))
+    against the recorded pixels), through the cached codec that loads each model once."""
+    return shipped_codec(name).decode(golden(name))
 
 
 def digest(image: Image.Image) -> str:
