@@ -37,22 +37,31 @@ def pillow_codec(name: str, fmt: str, settings: list, options: Callable[[object]
     return BenchCodec(name, settings, encode, decode)
 
 
-def hvq_codec(codec: Codec) -> BenchCodec:
-    """The model's own qualities (knots or trained levels) and the midpoints between them."""
+def hvq_name(effort: int = 0) -> str:
+    return "hvqcodec" if effort == 0 else f"hvqcodec -e {effort}"
+
+
+def hvq_codec(codec: Codec, effort: int = 0) -> BenchCodec:
+    """The model's own qualities (knots or trained levels) and the midpoints between them, at
+    an encoder effort (`hvqcodec.refinement`)."""
     q = codec.qualities
     return BenchCodec(
-        "hvqcodec",
+        hvq_name(effort),
         sorted({*q, *((a + b) / 2 for a, b in zip(q, q[1:]))}),
-        lambda rgb, q: codec.encode(rgb, quality=q),
+        lambda rgb, q: codec.encode(rgb, quality=q, effort=effort),
         lambda data: np.asarray(codec.decode(data)),
         version=f"{codec.model.model_id:08x}",
     )
 
 
-def all_codecs(codec: Codec, *, small: bool = False) -> dict[str, BenchCodec]:
-    """Every available codec; `small` keeps two settings each (for the smoke test)."""
+def all_codecs(
+    codec: Codec, *, small: bool = False, efforts: tuple[int, ...] = ()
+) -> dict[str, BenchCodec]:
+    """Every available codec, hvqcodec also at each of `efforts` above 0; `small` keeps two
+    settings each (for the smoke test)."""
     codecs = [
         hvq_codec(codec),
+        *(hvq_codec(codec, e) for e in efforts if e),
         pillow_codec(
             "JPEG",
             "JPEG",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hvqcodec import entropy_models
+from hvqcodec import entropy_models, refinement
 from hvqcodec.image_io import load_photos
 from hvqcodec.train_rd import centre_crop, checkpoint_model, reconstruction_psnr, split_photos
 from hvqcodec.vq_hyperprior import VQHyperprior
@@ -35,8 +35,7 @@ class Point:
     def __init__(self, net: VQHyperprior, x: torch.Tensor, quality: float) -> None:
         self.net, self.x, self.pixels = net, x, x.shape[2] * x.shape[3]
         q = torch.tensor([quality])
-        log_lambdas = np.log(net.lambdas.numpy())  # the trained qualities, geometric in lambda
-        self.lam = math.exp(np.interp(quality, range(len(log_lambdas)), log_lambdas)) * 255**2
+        self.lam = refinement.lambda_at(net.lambdas, quality)
         with torch.no_grad():
             y = net.analysis(x * 2 - 1)
             _, quantized, _ = net.side_information(y)
@@ -63,19 +62,16 @@ class Point:
         return self.measure(self.centred)
 
     def refine(self, iterations: int, lr: float) -> torch.Tensor:
-        centred = self.centred.clone().requires_grad_(True)
-        opt = torch.optim.Adam([centred], lr=lr)
-        for i in range(iterations):
-            for group in opt.param_groups:  # linear decay, so the last steps settle
-                group["lr"] = lr * (1 - i / iterations) + lr / 25
+        """Straight-through rounding for the distortion, noisy symbols for the rate (the
+        training's terms; the codec's own refinement uses SGA instead)."""
+
+        def loss_of(centred: torch.Tensor, progress: float) -> torch.Tensor:
             bpp, reconstruction = self.terms(
                 entropy_models.round_through(centred), entropy_models.noisy(centred)
             )
-            loss = self.lam * F.mse_loss(reconstruction, self.x) + bpp
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return centred.detach()
+            return self.lam * F.mse_loss(reconstruction, self.x) + bpp
+
+        return refinement.descend(loss_of, self.centred, iterations, lr)
 
 
 def gap(net: VQHyperprior, x: torch.Tensor, qualities, iterations: int, lr: float) -> list[dict]:

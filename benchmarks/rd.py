@@ -162,7 +162,9 @@ def plot(curve: dict[str, list[dict]], out: Path) -> None:
         for name, points in curve.items():
             y = np.array([p[metric] for p in points])
             y = ms_ssim_db(y) if metric == "ms_ssim" else y
-            style = dict(marker="o", lw=2.5, color="k") if name == OURS else dict(marker=".")
+            style = dict(marker=".")
+            if name.startswith(OURS):  # the default effort black, a higher one grey
+                style = dict(marker="o", lw=2.5, color="k" if name == OURS else "0.55")
             ax.plot([p["bpp"] for p in points], y, label=name, **style)
         for name, ref in reference["codecs"].items():
             if metric in ref and name.split(" (")[0] not in ("JPEG", "WebP"):
@@ -278,11 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--small", action="store_true", help="two settings per codec (smoke test)")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--visual", default="kodim23.png", help="image for the visual comparison")
+    p.add_argument("--effort", type=int, action="append", default=[],
+                   help="also hvqcodec at this encoder effort, 1-3 (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     images = image_paths(args.images)
     images = images[: args.limit] if args.limit else images
-    codecs = all_codecs(Codec(args.model), small=args.small)
+    codecs = all_codecs(Codec(args.model), small=args.small, efforts=tuple(args.effort))
     rows = run(images, codecs, args.out / "rd.jsonl")
     rows = [r for r in rows if r["codec"] in codecs and r["image"] in {q.name for q in images}]
     with (args.out / "rd.csv").open("w", newline="") as f:
@@ -290,15 +294,26 @@ def main(argv: list[str] | None = None) -> None:
         w.writeheader()
         w.writerows(rows)
     curve = curves(rows, len(images))
-    bd = {
-        name: {m: bd_rate(points, curve[OURS], m) for m in ("psnr", "ms_ssim")}
-        for name, points in curve.items()
-        if name != OURS
-    }
+    ours = [n for n in curve if n.startswith(OURS)]  # hvqcodec at each effort measured
+
+    def bd_of(test: str) -> dict:
+        return {name: {m: bd_rate(points, curve[test], m) for m in ("psnr", "ms_ssim")}
+                for name, points in curve.items() if name not in ours}  # fmt: skip
+
+    bd = bd_of(OURS)
     summary = {
         "images": len(images),
         "curves": curve,
         "bd_rate_vs": bd,
+        # hvqcodec at a higher effort: its BD-rates, and against effort 0 (the default).
+        "effort_bd_rate_vs": {
+            n: {
+                **bd_of(n),
+                OURS: {m: bd_rate(curve[OURS], curve[n], m) for m in ("psnr", "ms_ssim")},
+            }
+            for n in ours
+            if n != OURS
+        },
         "at_rates": {name: at_rates(points) for name, points in curve.items()},
         "reference_agreement": reference_agreement(
             {**curve, COMPRESSAI_JPEG: compressai_jpeg_curve(images, codecs["JPEG"].settings)}

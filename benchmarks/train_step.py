@@ -4,7 +4,7 @@ batch (`RDTrainConfig`: 8 x 192^2), each way of running it on this CPU.
     python -m benchmarks.train_step --out benchmarks/results/train_step-avx2.json
 
 Variants: float32, float32 + channels_last, bf16 autocast + channels_last (marked emulated
-where the CPU has no bf16 hardware, `train_rd.native_bf16`: the trainer then uses float32), and
+where the CPU has no bf16 hardware, `precision.native_bf16`: the trainer then uses float32), and
 the fastest of these again under torch.compile. Each is the median of --steps steps after
 --warmup steps (compilation happens in the warm-up, and is reported apart). Run it on a quiet
 machine: a training run beside it makes both meaningless.
@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from hvqcodec.model_card import cpu_model
-from hvqcodec.train_rd import RDTrainConfig, native_bf16, step
+from hvqcodec.precision import native_bf16
+from hvqcodec.train_rd import RDTrainConfig, step
 from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
 
 

@@ -41,6 +41,7 @@ class Job:
     preview: bool = False  # decompress the top and middle streams only
     targets: dict = field(default_factory=dict)  # target_size, target_bpp or target_psnr
     strict: bool = False  # a target no quality meets fails the file
+    effort: int = 0  # refinement of the fine symbols, 0-3
 
 
 @dataclass
@@ -115,7 +116,12 @@ def image_format_for(path: Path) -> str:
 def _compress(codec: Codec, job: Job) -> Outcome:
     check_output(job.dst, job.force)  # before the work, not after it
     enc = codec.encode_detailed(
-        job.src, job.quality, metadata=not job.strip, strict=job.strict, **job.targets
+        job.src,
+        job.quality,
+        metadata=not job.strip,
+        strict=job.strict,
+        effort=job.effort,
+        **job.targets,
     )
     with atomic_output(job.dst, job.force) as tmp:
         tmp.write_bytes(enc.data)

@@ -22,6 +22,7 @@ from hvqcodec.errors import HvqError
 from hvqcodec.image_io import open_image
 from hvqcodec.metrics import psnr
 from hvqcodec.models import DEFAULT_MODEL, DEFAULT_QUALITY, SHIPPED
+from hvqcodec.refinement import EFFORTS
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
 
@@ -152,13 +153,18 @@ def _finite(ctx, param, value: float | None) -> float | None:
     "--strict", is_flag=True,
     help="Fail a file whose target no quality meets, instead of writing the nearest miss.",
 )  # fmt: skip
+@click.option(
+    "-e", "--effort", type=click.IntRange(0, len(EFFORTS) - 1), default=0, show_default=True,
+    help="Encoder effort (as cjxl's -e): 1-3 refine each image for a better quality for its "
+    "size, taking seconds to a minute a photo; 0 is the fast one-pass encoder.",
+)  # fmt: skip
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
 @force_option
 @jobs_option
 @verbose_option
 @model_option
-def compress(inputs, output, quality, target_size, target_bpp, target_psnr, strict, strip, force,
-             jobs, verbose, model) -> None:  # fmt: skip
+def compress(inputs, output, quality, target_size, target_bpp, target_psnr, strict, effort, strip,
+             force, jobs, verbose, model) -> None:  # fmt: skip
     """Compress images (files or directories; any format Pillow reads) to .hvq.
 
     Each file gets the quality -q gives, or its own search for the one --size, --bpp or --psnr
@@ -183,6 +189,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
             verbose,
             targets=targets,
             strict=strict,
+            effort=effort,
         )
         for s in srcs
     ]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqcodec import container, hyper_codec, vq_codec
+from hvqcodec import container, hyper_codec, refinement, vq_codec
 from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.errors import HvqError
 from hvqcodec.image_io import ImageInput, load_rgb
@@ -138,14 +138,21 @@ class Codec:
         target_psnr: float | None = None,
         strict: bool = False,
         metadata: bool = True,
+        effort: int = 0,
     ) -> Encoded:
         """Encode at `quality` (0-100, fractions allowed; default: the model's everyday
         setting), or at the quality a target picks: `target_size` (bytes) and `target_bpp` the
         highest whose file fits, `target_psnr` (dB) the lowest that reaches it. A target that
         no quality meets gives the nearest miss with a note, or with `strict` an HvqError.
-        `metadata=False` drops the input's ICC profile and EXIF instead of storing them."""
+        `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
+        `effort` 1 to 3 refines the fine symbols of an hvq-v3 model for a better rate-distortion
+        trade-off, at many times the encoding time (`refinement`); 0 does not."""
         start = time.perf_counter()
         asked = None if quality is None else to_hundredths(quality)  # refused before any work
+        iterations = refinement.iterations(effort)
+        if iterations and not isinstance(self.model, HyperModel):
+            raise HvqError(f"effort above 0 needs an hvq-v3 model; {self.name} has no fine "
+                           "symbols to refine")  # fmt: skip
         pixels = load_rgb(image)
         io = time.perf_counter() - start
         height, width = pixels.rgb.shape[:2]
@@ -159,7 +166,7 @@ class Codec:
             for key, kind in container.METADATA_CHUNKS.items():
                 if getattr(pixels, key):
                     chunks[kind] = getattr(pixels, key)
-        encoder = self._encoder(pixels.rgb)
+        encoder = self._encoder(pixels.rgb, iterations)
         last: dict[int, tuple[bytes, dict]] = {}  # the latest trial only: codes are large
         measured: dict[int, float] = {}  # PSNR of each trial's reconstruction
 
@@ -204,7 +211,11 @@ class Codec:
         """The module that runs this model's streams: `hyper_codec` or `vq_codec`."""
         return hyper_codec if isinstance(self.model, HyperModel) else vq_codec
 
-    def _encoder(self, rgb: np.ndarray) -> vq_codec.Encoder | hyper_codec.Encoder:
+    def _encoder(
+        self, rgb: np.ndarray, iterations: int = 0
+    ) -> vq_codec.Encoder | hyper_codec.Encoder:
+        if iterations:
+            return hyper_codec.Encoder(self.model, rgb, iterations)
         return self.family.Encoder(self.model, rgb)
 
     @torch.no_grad()
@@ -304,7 +315,8 @@ def encode(
     """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes, with the
     default model unless `model` names another, at `quality` (0-100) or at the quality that
     one target picks: `target_size`, `target_bpp` or `target_psnr`, with `strict` to fail
-    rather than miss it (`Codec.encode_detailed`)."""
+    rather than miss it, and `effort` 0-3 (slower, smaller for the quality) as
+    `Codec.encode_detailed` takes them."""
     return resolve(model).encode(image, quality, **options)
 
 

@@ -14,13 +14,15 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from hvqcodec import entropy_models
+from hvqcodec import entropy_models, refinement
 from hvqcodec.integer_hyperprior import ONE, integer_log_gain, scale_indices
 from hvqcodec.layers import ResBlock
 from hvqcodec.layers.tiling import tiled
 from hvqcodec.models import HyperModel
 from hvqcodec.range_coder import LevelDecoder, LevelEncoder, TableDecoder, TableEncoder
+from hvqcodec.rate_control import FULL
 from hvqcodec.vq_codec import Coded, to_pixels
 from hvqcodec.vq_hyperprior import STREAMS, STRIDES, VQ_LEVELS
 from hvqcodec.vqvae import pad_to_stride
@@ -81,16 +83,18 @@ def _code_level(model: HyperModel, name: str, codes: dict, shape, coder) -> np.n
 class Encoder:
     """One image's analysis, kept so that several qualities can be tried (`streams`): the
     analysis, the VQ levels and the integer hyper synthesis run once, and a trial only scales,
-    rounds and codes the fine symbols."""
+    rounds and codes the fine symbols, after refining them when `iterations` is above 0
+    (`hvqcodec.refinement`)."""
 
     knots: tuple[int, ...] = ()  # the gain interpolation is smooth all along the scale
 
     @torch.no_grad()
-    def __init__(self, model: HyperModel, rgb: np.ndarray) -> None:
+    def __init__(self, model: HyperModel, rgb: np.ndarray, iterations: int = 0) -> None:
         self.model, net = model, model.net
         self.height, self.width = rgb.shape[:2]
         self.shapes = code_shapes(self.height, self.width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
+        self.image, self.iterations = x[0], iterations
         self.y = _analysis(net, pad_to_stride(x, STRIDE))[0].double()
         feats = net.hyper_analysis.features(self.y[None].float())
         codes, quantized, self.vq = {}, {}, {}
@@ -109,13 +113,37 @@ class Encoder:
     @torch.no_grad()
     def streams(self, quality: int) -> dict[str, Coded]:
         """The coded streams of quality `quality` (hundredths), in file order."""
-        gain, _, mean_g, indices = _fine_model(self.model, self.mean, self.log_scale, quality)
-        symbols = torch.round(self.y * gain - mean_g).long().numpy()
+        gain, inverse, mean_g, indices = _fine_model(self.model, self.mean, self.log_scale, quality)
+        centred = self.y * gain - mean_g
+        symbols = torch.round(centred).long().numpy()
+        if self.iterations:
+            symbols = self._refined(symbols, centred, quality, mean_g, inverse, indices)
         coder = TableEncoder(self.model.tables, self.model.radii)
         t = time.perf_counter()
         codes = coder.encode(symbols, indices)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
         return {**self.vq, "fine": fine}
+
+    def _refined(self, symbols: np.ndarray, centred, quality: int, mean_g, inverse, indices):
+        """The refined symbols (`hvqcodec.refinement`), or the analysis' own `symbols` where
+        refinement did not lower the loss it minimises, measured on the rounded symbols."""
+        lambdas = self.model.net.lambdas
+        lam = refinement.lambda_at(lambdas, quality * (len(lambdas) - 1) / FULL)
+        log_scale = refinement.table_log_scales(torch.from_numpy(indices))
+        with torch.enable_grad():
+            refined = refinement.refine(self.model.net.synthesis, self.image, centred, mean_g,
+                                        inverse, log_scale, lam, self.iterations)  # fmt: skip
+        radii = self.model.radii[indices]  # the coder clamps to these; judge what it codes
+        refined = np.clip(torch.round(refined).long().numpy(), -radii, radii)
+        symbols = np.clip(symbols, -radii, radii)
+
+        def loss(s: np.ndarray) -> float:
+            pixels = _synthesis(self.model.net, _latent(s, mean_g, inverse).float()[None])
+            pixels = pixels[0, :, : self.height, : self.width].clamp(0, 1)
+            bits = entropy_models.bits(torch.from_numpy(s), log_scale).sum()
+            return lam * float(F.mse_loss(pixels, self.image)) + float(bits) / pixels[0].numel()
+
+        return min((refined, symbols), key=loss)
 
     @torch.no_grad()
     def reconstruct(self, coded: dict[str, Coded], quality: int) -> np.ndarray:

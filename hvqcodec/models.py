@@ -228,7 +228,7 @@ def build_hyper_model(weights: dict) -> HyperModel:
         tables, radii = weights["tables"].long().numpy(), weights["radii"].long().numpy()
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
-    net.eval()
+    net.eval().requires_grad_(False)  # the encoder's refinement wants gradients of symbols only
     codebooks = {k: q.codebook for k, q in net.quantizers.items()}
     priors = {k: FixedLevelPrior(p) for k, p in net.priors.items()}
     hyper = FixedHyperSynthesis(net.hyper_synthesis, codebooks)

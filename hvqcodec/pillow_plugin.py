@@ -1,7 +1,8 @@
 """Pillow plugin: `Image.open("x.hvq")` and `im.save("y.hvq", quality=Q)` after `import hvqcodec`.
 
 `quality` is the 0-100 scale of Pillow's JPEG and WebP savers; `target_size`, `target_bpp` and
-`target_psnr` pick it instead, as in `hvqcodec.encode`.
+`target_psnr` pick it instead, and `effort` (0-3, as the JPEG XL plugin's) refines, as in
+`hvqcodec.encode`.
 
 Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open`
 reads the header alone (size, model, quality) and, where the file is all there, the metadata
@@ -77,7 +78,9 @@ def _save(im: Image.Image, fp, filename) -> None:
     options = im.encoderinfo
     targets = {k: options.get(k) for k in ("target_size", "target_bpp", "target_psnr")}
     strict = bool(options.get("strict"))
-    fp.write(resolve(None).encode(im, options.get("quality"), strict=strict, **targets))
+    effort = options.get("effort", 0)
+    fp.write(resolve(None).encode(im, options.get("quality"), strict=strict, effort=effort,
+                                  **targets))  # fmt: skip
 
 
 def register() -> None:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from hvqcodec.distributed import Cluster, Sampler
 from hvqcodec.image_io import image_paths, load_photos, random_crops
 from hvqcodec.metrics import psnr_from_mse
+from hvqcodec.precision import native_bf16
 from hvqcodec.vq_hyperprior import STRIDE, RDOutput, VQHyperprior, VQHyperpriorConfig
 
 VALIDATION_LIST = Path(__file__).resolve().parent.parent / "configs" / "validation.txt"
@@ -110,17 +111,6 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
         "val_preview_psnr": round(preview, 3),
         "val_ceiling_psnr": round(ceiling, 3),
     }
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast runs on bf16 hardware: a GPU that has it, or a CPU with AVX-512
-    bf16 or AMX. Elsewhere it is emulated (on a Zen 3 EPYC, AVX2 only, hvq-v3's step took 16.1
-    s in bf16 against 1.7 s in float32: `benchmarks/results/train_step-avx2.json`)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return True
 
 
 def step(

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import kodak, rd, readme
@@ -67,6 +68,25 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     assert "| 100 | 5 |" in filled and "| 75 | 5 |" in filled and "with the quality" in filled
     assert "integer-exact prior against the float prior" in filled
     assert "### Evaluation on `f`" in filled and "| dog.png |" in filled
+
+
+def test_the_rd_benchmark_measures_a_higher_effort_as_its_own_curve(tmp_path):
+    from tests.test_hyper_codec import tiny_hyper
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.open(IMAGES / "dog.png").resize((192, 200)).save(images / "dog.png")
+    weights = tmp_path / "tiny-v3.pt"
+    torch.save(tiny_hyper(), weights)
+    out = tmp_path / "out"
+    rd.main(["--images", str(images), "--out", str(out), "--model", str(weights), "--small",
+             "--visual", "dog.png", "--effort", "1"])  # fmt: skip
+    summary = json.loads((out / "rd_summary.json").read_text())
+    assert len(summary["curves"]["hvqcodec -e 1"]) == 2
+    assert set(summary["effort_bd_rate_vs"]["hvqcodec -e 1"]) >= {"hvqcodec", "JPEG", "WebP"}
+    assert "hvqcodec -e 1" not in summary["bd_rate_vs"]
+    table = readme.effort_table(summary)
+    assert "| hvqcodec at effort 0 |" in table and "Mean time per image" in table
 
 
 def test_the_campaign_plot_reads_a_compact_checkpoints_log(tmp_path):

@@ -1,0 +1,19 @@
+"""Where bf16 autocast pays: on bf16 hardware only.
+
+Training (`train_rd`) and the encoder's refinement (`refinement`) run their convolutions in
+bf16 where the processor computes it natively; elsewhere torch emulates it at many times the
+cost of float32 (on a Zen 3 EPYC, AVX2 only, hvq-v3's training step took 16.1 s in bf16 against
+1.7 s in float32: `benchmarks/results/train_step-avx2.json`), so they stay in float32.
+"""
+
+import torch
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on bf16 hardware: a GPU that has it, or a CPU with AVX-512
+    bf16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return True
