@@ -166,7 +166,7 @@ def rd_table(summary: dict) -> str:
     at = summary.get("at_rates")
     if at:
         rates = sorted({r for v in at.values() for r in v}, key=float)
-        ours = [n for n in at if n.startswith("hvqcodec")]  # every effort measured
+        ours = sorted(n for n in at if n.startswith("hvqcodec"))  # every effort measured
         names = ours + [n for n in ("JPEG", "WebP", "AVIF") if n in at]
         lines += [
             "",
@@ -199,7 +199,7 @@ def effort_table(summary: dict) -> str:
     """hvqcodec at each higher effort measured: BD-rates against effort 0 and each codec,
     and the encode time, both over the same settings."""
     lines = []
-    for name, bd in summary.get("effort_bd_rate_vs", {}).items():
+    for name, bd in sorted(summary.get("effort_bd_rate_vs", {}).items()):
         points, plain = summary["curves"][name], summary["curves"]["hvqcodec"]
         lines += [
             f"`{name}`, {len(points)} qualities, {summary['images']} images: BD-rate against "
