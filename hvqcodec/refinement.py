@@ -33,12 +33,13 @@ from hvqcodec import entropy_models
 from hvqcodec.errors import HvqError
 from hvqcodec.integer_hyperprior import LOG_SCALE_MIN, LOG_SCALE_STEP, ONE
 from hvqcodec.precision import native_bf16
+from hvqcodec.vq_hyperprior import STRIDES
 
 # Iterations per effort level. Measured on 3 validation photos with hvq-v3.1, mean PSNR gain at
 # equal bpp at qualities 10/40/60/75/90: 20 iterations +0.19/+0.37/+0.60/+0.74/+0.83 dB,
 # 100 iterations +0.29/+0.55/+0.87/+1.07/+1.21 dB.
 EFFORTS = (0, 20, 50, 100)
-STRIDE = 16  # pixels per fine-latent position
+STRIDE = STRIDES["fine"]  # pixels per fine-latent position
 TILE = 64  # fine-latent positions refined at a time (1024 pixels: a Kodak image is one tile)
 REACH = 4  # how far a symbol's pixels reach, in positions (four 5x5 stride-2 layers: under 2)
 LR = 0.1  # Adam's, in quantization steps
