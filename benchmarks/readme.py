@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         "effort": (
             rd_summary if (rd_summary or {}).get("effort_bd_rate_vs") else None,
             effort_table,
-        ),  # fmt: skip
+        ),
         "speed": (load(args.results.parent / "speed.json"), speed_table),
         "targets": (load(args.results / "targets.json"), targets_table),
         "model-card": (load(args.card), lambda card: card_markdown(card, level=0)),

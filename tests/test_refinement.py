@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from hvqcodec import Codec, HvqError, hyper_codec, refinement
+from hvqcodec import Codec, HvqError, entropy_models, hyper_codec, refinement
 from hvqcodec.cli import main
 from hvqcodec.models import build_model
 from hvqcodec.rate_control import FULL
@@ -53,7 +53,7 @@ def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, 
         symbols = torch.round(symbols)
         y = hyper_codec._latent(symbols.long().numpy(), mean_g, inverse)
         pixels = hyper_codec._pixels(model, y, *dog.shape[:2]).astype(np.float64) / 255
-        bits = float(refinement.entropy_models.bits(symbols, log_scale).sum())
+        bits = float(entropy_models.bits(symbols, log_scale).sum())
         return (
             lam(shipped_codec) * float(np.mean((pixels - dog / 255) ** 2)) + bits / dog[..., 0].size
         )
