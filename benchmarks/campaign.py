@@ -75,7 +75,7 @@ def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
 
 def write_card(args: argparse.Namespace, rows: list[dict]) -> None:
     from hvqcodec.model_card import campaign_card, card_markdown, cpu_model
-    from hvqcodec.train_rd import split_photos
+    from hvqcodec.training.data import split_photos
 
     ck = torch.load(args.log, map_location="cpu", weights_only=True)
     data = Path(ck["config"]["data"])

@@ -43,7 +43,7 @@ def hvq_name(effort: int = 0) -> str:
 
 def hvq_codec(codec: Codec, effort: int = 0) -> BenchCodec:
     """The model's own qualities (knots or trained levels) and the midpoints between them, at
-    an encoder effort (`hvqcodec.refinement`)."""
+    an encoder effort (`hvqcodec.families.hyper.refinement`)."""
     q = codec.qualities
     return BenchCodec(
         hvq_name(effort),

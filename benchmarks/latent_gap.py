@@ -23,19 +23,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hvqcodec import entropy_models, refinement
+from hvqcodec import entropy_models
+from hvqcodec.families.hyper import refinement
+from hvqcodec.families.hyper.model import PAD_STRIDE, VQHyperprior
 from hvqcodec.image_io import load_photos
-from hvqcodec.train_rd import centre_crop, checkpoint_model, reconstruction_psnr, split_photos
-from hvqcodec.vq_hyperprior import VQHyperprior
+from hvqcodec.training.data import centre_crop, reconstruction_psnr, split_photos
+from hvqcodec.training.hyper import checkpoint_model
 
 
 class Point:
-    """One image at one quality: the fixed side information and the fine level's terms."""
+    """One image at one rate index (a fractional position on the trained rate points): the
+    fixed side information and the fine level's terms."""
 
-    def __init__(self, net: VQHyperprior, x: torch.Tensor, quality: float) -> None:
+    def __init__(self, net: VQHyperprior, x: torch.Tensor, rate_index: float) -> None:
         self.net, self.x, self.pixels = net, x, x.shape[2] * x.shape[3]
-        q = torch.tensor([quality])
-        self.lam = refinement.lambda_at(net.lambdas, quality)
+        q = torch.tensor([rate_index])
+        self.lam = refinement.lambda_at(net.lambdas, rate_index)
         with torch.no_grad():
             y = net.analysis(x * 2 - 1)
             _, quantized, _ = net.side_information(y)
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     photos = load_photos(held_out[: args.count])
     rows = []
     for path, img in zip(held_out, photos):
-        x = (centre_crop(img, args.side).float() / 255)[None]
+        x = (centre_crop(img, args.side, PAD_STRIDE).float() / 255)[None]
         rows += [{"photo": path.name, **r} for r in gap(net, x, args.qualities, args.iterations,
                                                         args.lr)]  # fmt: skip
     summary = {

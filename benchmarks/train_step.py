@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
+from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.model_card import cpu_model
 from hvqcodec.precision import native_bf16
-from hvqcodec.train_rd import RDTrainConfig, step
-from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.training.hyper import RDTrainConfig, step
 
 
 def time_variant(

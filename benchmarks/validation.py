@@ -4,7 +4,7 @@ folder (configs/validation.txt) that hvq-v3's design decisions are made on; neve
     python -m benchmarks.validation --images ../shared/data/train --model hvq-v2 \
         --out benchmarks/results/validation-hvq-v2.json
 
-Each photo is centre-cropped as the trainer's validation does (`hvqcodec.train_rd`), then
+Each photo is centre-cropped as the trainer's validation does (`hvqcodec.training.hyper`), then
 coded at every quality through the real codec: bpp from the file's size, RGB PSNR. With
 `--against OTHER.json` (an earlier result) it also prints the PSNR margin over that curve at
 each quality whose rate both reach, which is how a campaign's export is judged for shipping.
@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from hvqcodec import Codec
+from hvqcodec.families.hyper.model import PAD_STRIDE
 from hvqcodec.image_io import load_rgb
 from hvqcodec.metrics import psnr
-from hvqcodec.train_rd import centre_crop, split_photos
+from hvqcodec.training.data import centre_crop, split_photos
+from hvqcodec.training.hyper import EVAL_SIDE
 
 
 def curve(codec: Codec, images: list[np.ndarray]) -> list[dict]:
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     _, held_out = split_photos(args.images)
     images = [
-        centre_crop(load_rgb(path).rgb.transpose(2, 0, 1)).transpose(1, 2, 0) for path in held_out
+        centre_crop(load_rgb(path).rgb.transpose(2, 0, 1), EVAL_SIDE, PAD_STRIDE).transpose(1, 2, 0)
+        for path in held_out
     ]
     codec = Codec(args.model)
     result = {

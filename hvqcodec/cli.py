@@ -19,10 +19,10 @@ from hvqcodec import __version__
 from hvqcodec.batch import Failure, Job, atomic_output, run_jobs, summary
 from hvqcodec.codec import Codec
 from hvqcodec.errors import HvqError
+from hvqcodec.family import DEFAULT_QUALITY, MAX_EFFORT
 from hvqcodec.image_io import open_image
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL, DEFAULT_QUALITY, SHIPPED
-from hvqcodec.refinement import EFFORTS
+from hvqcodec.models import DEFAULT_MODEL, SHIPPED
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
 
@@ -154,7 +154,7 @@ def _finite(ctx, param, value: float | None) -> float | None:
     help="Fail a file whose target no quality meets, instead of writing the nearest miss.",
 )  # fmt: skip
 @click.option(
-    "-e", "--effort", type=click.IntRange(0, len(EFFORTS) - 1), default=0, show_default=True,
+    "-e", "--effort", type=click.IntRange(0, MAX_EFFORT), default=0, show_default=True,
     help="Encoder effort (as cjxl's -e): 1-3 refine each image for a better quality for its "
     "size, taking seconds to a minute a photo; 0 is the fast one-pass encoder.",
 )  # fmt: skip
@@ -290,8 +290,8 @@ def demo(output_dir, model) -> None:
 )  # fmt: skip
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train(args) -> None:
-    """Train a model (see `hvqcodec train --help`)."""
-    from hvqcodec.train import main as train_main
+    """Train a model of the default model's family, or --family vqvae (see --help)."""
+    from hvqcodec.training import main as train_main
 
     train_main(list(args))
 

@@ -3,9 +3,10 @@
     pixels --image_io--> (H, W, 3) uint8 --encoder--> code maps --priors (wavefront)-->
            probability tables --range_coder--> streams --container--> .hvq
 
-and the reverse for decoding, for either model family: `vq_codec` (hvq-v1, hvq-v2: VQ-VAE
-levels) and `hyper_codec` (hvq-v3: VQ side information over scalar fine symbols). `Codec`
-loads a model once and can be reused.
+and the reverse for decoding. The steps between pixels and streams are the model family's
+(`hvqcodec.families`), which the codec runs through the contract of `hvqcodec.family`; the
+registry (`hvqcodec.models`) builds the right family from a weights file. `Codec` loads a model
+once and can be reused.
 
 A quality is a number from 0 to 100 that each family maps onto its rate parameters, or the
 result of a search for a target size or PSNR (`rate_control`). Any prefix of at least two of a
@@ -21,22 +22,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqcodec import container, hyper_codec, refinement, vq_codec
+from hvqcodec import container
 from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.errors import HvqError
+from hvqcodec.family import PREVIEW_STREAMS, FamilyModel, Trial, check_effort
 from hvqcodec.image_io import ImageInput, load_rgb
 from hvqcodec.metrics import psnr
-from hvqcodec.models import (
-    DEFAULT_MODEL,
-    SHIPPED,
-    HyperModel,
-    Model,
-    load_shipped,
-    load_weights,
-)
-from hvqcodec.range_coder import LevelStats
+from hvqcodec.models import DEFAULT_MODEL, SHIPPED, load_shipped, load_weights
+from hvqcodec.range_coder import StreamStats
 from hvqcodec.rate_control import Target, search, to_hundredths
-from hvqcodec.vq_codec import PREVIEW_STREAMS
 
 # Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
 # before anything is allocated, as Pillow does against decompression bombs.
@@ -49,11 +43,16 @@ class Encoded:
     width: int
     height: int
     codes: dict[str, np.ndarray]
-    stats: dict[str, LevelStats]
+    stats: dict[str, StreamStats]
     quality: float  # on the 0-100 scale, as stored in the header (to 0.01)
     notes: list[str] = field(default_factory=list)  # input conversions, missed targets
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     psnr: float | None = None  # of the reconstruction, when a PSNR target measured it
+
+    @property
+    def hundredths(self) -> int:
+        """The quality as the header stores it."""
+        return round(self.quality * QUALITY_SCALE)
 
     @property
     def bpp(self) -> float:
@@ -65,7 +64,7 @@ class Decoded:
     image: Image.Image
     header: container.HvqFile
     codes: dict[str, np.ndarray]
-    stats: dict[str, LevelStats]
+    stats: dict[str, StreamStats]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
@@ -86,22 +85,23 @@ def stage_timings(total: float, io: float, in_priors: float, coders) -> dict[str
 
 
 class Codec:
-    """A loaded model. `model` is a shipped model's name, a weights file path, or a `Model`."""
+    """A loaded model. `model` is a shipped model's name, a weights file path, or a loaded
+    model (`hvqcodec.models.build_model`)."""
 
     def __init__(
         self,
-        model: str | Path | Model | HyperModel = DEFAULT_MODEL,
+        model: str | Path | FamilyModel = DEFAULT_MODEL,
         *,
         max_pixels: int | None = MAX_PIXELS,
     ) -> None:
         """`max_pixels`: files claiming more pixels are refused before decoding (None: no limit)."""
         self.max_pixels = max_pixels
-        if isinstance(model, (Model, HyperModel)):
-            self.model = model
-        elif isinstance(model, str) and model in SHIPPED:
+        if isinstance(model, str) and model in SHIPPED:
             self.model = load_shipped(model)
-        else:
+        elif isinstance(model, (str, Path)):
             self.model = load_weights(model)
+        else:
+            self.model = model
 
     @property
     def name(self) -> str:
@@ -114,11 +114,8 @@ class Codec:
     @property
     def qualities(self) -> tuple[float, ...]:
         """The qualities the model's scale is built on, for sweeps: a VQ-VAE model's knots
-        (each a whole number of stages), an hvq-v3 model's trained gain levels."""
-        if isinstance(self.model, HyperModel):
-            n = len(self.model.net.config.lambdas)
-            return tuple(round(100 * i / max(1, n - 1), 2) for i in range(n))
-        return tuple(q / QUALITY_SCALE for q in self.model.scale.qualities)
+        (each a whole number of stages), an hvq-v3 model's trained rate points."""
+        return self.model.qualities
 
     def encode(self, image: ImageInput, quality: float | None = None, **options) -> bytes:
         """The bytes of `encode_detailed` (`options`: its targets and `strict`)."""
@@ -149,10 +146,7 @@ class Codec:
         trade-off, at many times the encoding time (`refinement`); 0 does not."""
         start = time.perf_counter()
         asked = None if quality is None else to_hundredths(quality)  # refused before any work
-        iterations = refinement.iterations(effort)
-        if iterations and not isinstance(self.model, HyperModel):
-            raise HvqError(f"effort above 0 needs an hvq-v3 model; {self.name} has no fine "
-                           "symbols to refine")  # fmt: skip
+        check_effort(effort)
         pixels = load_rgb(image)
         io = time.perf_counter() - start
         height, width = pixels.rgb.shape[:2]
@@ -166,26 +160,26 @@ class Codec:
             for key, kind in container.METADATA_CHUNKS.items():
                 if getattr(pixels, key):
                     chunks[kind] = getattr(pixels, key)
-        encoder = self._encoder(pixels.rgb, iterations)
-        last: dict[int, tuple[bytes, dict]] = {}  # the latest trial only: codes are large
+        encoder = self.model.encoder(pixels.rgb, effort)
+        last: dict[int, tuple[bytes, Trial]] = {}  # the latest trial only: codes are large
         measured: dict[int, float] = {}  # PSNR of each trial's reconstruction
 
-        def pack(q: int) -> tuple[bytes, dict]:
+        def pack(q: int) -> tuple[bytes, Trial]:
             if q not in last:
-                coded = encoder.streams(q)
-                payload = [c.stream for c in coded.values()]
+                trial = encoder.streams(q)
+                payload = [c.stream for c in trial.coded.values()]
                 header = container.HvqFile(width, height, self.model.model_id, q, payload, chunks)
                 last.clear()
-                last[q] = container.pack(header), coded
+                last[q] = container.pack(header), trial
             return last[q]
 
         def achieved(q: int) -> float:
             """What the target measures of quality q's file: bytes, or dB."""
-            data, coded = pack(q)
+            data, trial = pack(q)
             if target.kind == "size":
                 return len(data)
             if q not in measured:
-                measured[q] = psnr(pixels.rgb, encoder.reconstruct(coded, q))
+                measured[q] = psnr(pixels.rgb, encoder.reconstruct(trial))
             return measured[q]
 
         notes = list(pixels.notes)
@@ -198,25 +192,14 @@ class Codec:
                 raise HvqError(miss)
             if miss:
                 notes.append(miss)
-        data, coded = pack(q)
+        data, trial = pack(q)
+        coded = trial.coded
         coders = {n: c.coder for n, c in coded.items()}
         in_priors = sum(c.seconds for c in coded.values())
         timings = stage_timings(time.perf_counter() - start, io, in_priors, coders)
         stats = {n: c.stats for n, c in coders.items()}
         return Encoded(data, width, height, {n: c.codes for n, c in coded.items()}, stats,
                        q / QUALITY_SCALE, notes, timings, measured.get(q))  # fmt: skip
-
-    @property
-    def family(self):
-        """The module that runs this model's streams: `hyper_codec` or `vq_codec`."""
-        return hyper_codec if isinstance(self.model, HyperModel) else vq_codec
-
-    def _encoder(
-        self, rgb: np.ndarray, iterations: int = 0
-    ) -> vq_codec.Encoder | hyper_codec.Encoder:
-        if iterations:
-            return hyper_codec.Encoder(self.model, rgb, iterations)
-        return self.family.Encoder(self.model, rgb)
 
     @torch.no_grad()
     def decode_detailed(self, data: bytes, *, preview: bool = False) -> Decoded:
@@ -225,19 +208,13 @@ class Codec:
         start = time.perf_counter()
         header = container.unpack(bytes(data), PREVIEW_STREAMS if preview else None)
         self._check_header(header)
-        if isinstance(self.model, HyperModel):
-            pixels, codes, coders, in_priors = hyper_codec.decode_streams(
-                self.model, header.width, header.height, header.quality, header.streams
-            )
-        else:
-            pixels, codes, coders, in_priors = vq_codec.decode_streams(
-                self.model, header.width, header.height, header.streams
-            )
-        image = Image.fromarray(pixels, "RGB")
+        out = self.model.decode_streams(header.width, header.height, header.quality,
+                                        header.streams)  # fmt: skip
+        image = Image.fromarray(out.pixels, "RGB")
         image.info.update(metadata_info(header))
-        stats = {n: c.stats for n, c in coders.items()}
-        timings = stage_timings(time.perf_counter() - start, 0.0, in_priors, coders)
-        return Decoded(image, header, codes, stats, timings)
+        stats = {n: c.stats for n, c in out.coders.items()}
+        timings = stage_timings(time.perf_counter() - start, 0.0, out.seconds_in_priors, out.coders)
+        return Decoded(image, header, out.codes, stats, timings)
 
     def _check_header(self, header: container.HvqFile) -> None:
         if header.model_id != self.model.model_id:
@@ -250,20 +227,7 @@ class Codec:
                 f"image size {header.width}x{header.height} exceeds the limit of {self.max_pixels} "
                 "pixels (a damaged file or a decompression bomb)"
             )
-        if isinstance(self.model, HyperModel):
-            most = len(hyper_codec.STREAMS)
-            if header.version == 1:
-                raise HvqError(
-                    "unsupported file: format version 1 with an hvq-v3 model (only the "
-                    "development releases wrote these; re-encode from the original)"
-                )
-        else:
-            most = len(self.model.vqvae.streams)
-        if not PREVIEW_STREAMS <= len(header.streams) <= most:
-            raise HvqError(
-                f"corrupt header: {len(header.streams)} streams, "
-                f"expected {PREVIEW_STREAMS} to {most}"
-            )
+        self.model.check_header(header)
 
 
 def model_label(model_id: int) -> str:
@@ -293,8 +257,9 @@ def codec_for(data: bytes) -> Codec:
     )
 
 
-def resolve(model: str | Path | Model | Codec | None, data: bytes | None = None) -> Codec:
-    """The codec for an explicit model (a shipped name, a weights file, a `Model` or a `Codec`);
+def resolve(model: str | Path | FamilyModel | Codec | None, data: bytes | None = None) -> Codec:
+    """The codec for an explicit model (a shipped name, a weights file, a loaded model or a
+    `Codec`);
     with none, the model `data`'s header names, or the default model for encoding."""
     if isinstance(model, Codec):
         return model
@@ -309,7 +274,7 @@ def encode(
     image: ImageInput,
     quality: float | None = None,
     *,
-    model: str | Path | Model | None = None,
+    model: str | Path | FamilyModel | None = None,
     **options,
 ) -> bytes:
     """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes, with the
@@ -321,7 +286,7 @@ def encode(
 
 
 def decode(
-    data: bytes, *, preview: bool = False, model: str | Path | Model | None = None
+    data: bytes, *, preview: bool = False, model: str | Path | FamilyModel | None = None
 ) -> Image.Image:
     """Decompress .hvq bytes to an RGB PIL image, with the shipped model the file names
     (`model` overrides it). `preview`: a fast coarse image from the top and middle streams

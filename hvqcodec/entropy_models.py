@@ -3,7 +3,8 @@
 Mean-scale conditional model after Balle, Minnen, Singh, Hwang, Johnston, "Variational Image
 Compression with a Scale Hyperprior", ICLR 2018, and Minnen, Balle, Toderici, "Joint
 Autoregressive and Hierarchical Priors for Learned Image Compression", NeurIPS 2018. Here the
-mean and scale of every fine symbol come from the decoded VQ levels (`hvqcodec.transforms`).
+mean and scale of every fine symbol come from the decoded VQ levels
+(`hvqcodec.families.hyper.transforms`).
 
 The coded symbol is `round(y - mu)`, and its probability is the Gaussian mass of its unit bin:
 P(s) = Phi((s + 1/2) / sigma) - Phi((s - 1/2) / sigma). Scales are predicted as logs and

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from hvqcodec.codec import Codec
-from hvqcodec.container import QUALITY_SCALE
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
 from hvqcodec.model_card import cpu_model
@@ -43,7 +42,7 @@ def measure(
     if files is not None:
         (files / path.with_suffix(".hvq").name).write_bytes(enc.data)
     out = np.asarray(dec.image)
-    float_bits = codec.family.float_bits(codec.model, enc.codes, round(enc.quality * QUALITY_SCALE))
+    float_bits = codec.model.float_bits(enc.codes, enc.hundredths)
     return {
         "image": path.name,
         "width": enc.width,
@@ -123,6 +122,6 @@ def evaluate(
         "images": len(rows),
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu_model(),
-        "mean": summarize(rows, codec.family.codebook_sizes(codec.model)),
+        "mean": summarize(rows, codec.model.codebook_sizes()),
         "rows": rows,
     }

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hvqcodec.errors import HvqError
-from hvqcodec.vqvae import pad_to_stride
+from hvqcodec.layers.tiling import pad_to_stride
 
 ImageInput = Image.Image | np.ndarray | str | Path
 ORIENTATION = 0x0112  # EXIF tag

@@ -57,7 +57,7 @@ def model_card(config: dict, log_path: Path, images: int, command: str, hardware
 def campaign_card(
     checkpoint: dict, validation: dict | None, command: str, hardware: str, images: int
 ) -> dict:
-    """What a model card needs to know about a rate-distortion campaign (`hvqcodec.train_rd`):
+    """What a model card needs to know about a rate-distortion campaign (`hvqcodec.training.hyper`):
     config, steps and CPU time from its compact checkpoint, and its last validation row."""
     return {
         "command": command,

@@ -1,6 +1,8 @@
-"""Range coding of code maps with constriction, driven step by step by a prior's wavefront.
+"""Range coding with constriction: code maps driven step by step by a prior's wavefront
+(`WavefrontEncoder`, `WavefrontDecoder`), and symbols under fixed tables (`TableEncoder`,
+`TableDecoder`).
 
-Each level becomes one stream. The prior hands over integer probability tables (one row per
+Each stream has its own coder. The prior hands over integer probability tables (one row per
 symbol) and constriction's range coder (`stream.queue`, `Categorical(perfect=False)`) turns
 them into 32-bit words. Both sides also add up the ideal cost, -log2 p of every symbol under
 those tables, so the overhead of the real stream can be checked.
@@ -18,7 +20,7 @@ _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
 @dataclass
-class LevelStats:
+class StreamStats:
     symbols: int = 0
     bits: int = 0  # size of the stream as stored
     ideal_bits: float = 0.0  # sum of -log2 p over the symbols
@@ -26,7 +28,7 @@ class LevelStats:
 
 class _Coder:
     def __init__(self) -> None:
-        self.stats = LevelStats()
+        self.stats = StreamStats()
         self.seconds = 0.0  # spent in the range coder itself, for the speed benchmark
 
     def _count(self, symbols: np.ndarray, table: np.ndarray) -> None:
@@ -35,8 +37,8 @@ class _Coder:
         self.stats.ideal_bits += float(np.log2(table.sum(axis=1) / chosen).sum())
 
 
-class LevelEncoder(_Coder):
-    """Step function for `FixedLevelPrior.code` that chooses and encodes the codes of one level.
+class WavefrontEncoder(_Coder):
+    """Step function for `IntegerLevelPrior.code` that chooses and encodes the codes of one level.
 
     With `lam = 0` each position takes its nearest code. With `lam > 0` it takes the code that
     minimises `distance + lam * mean_nearest_distance * bits`, where bits is the code's cost
@@ -71,8 +73,8 @@ class LevelEncoder(_Coder):
         return data
 
 
-class LevelDecoder(_Coder):
-    """Step function for `FixedLevelPrior.code` that decodes symbols from a stream."""
+class WavefrontDecoder(_Coder):
+    """Step function for `IntegerLevelPrior.code` that decodes symbols from a stream."""
 
     def __init__(self, data: bytes) -> None:
         super().__init__()
@@ -92,9 +94,9 @@ class LevelDecoder(_Coder):
 
 
 class TableCoder(_Coder):
-    """Fine symbols, each under one of a few fixed tables (`integer_hyperprior`): the symbols
-    are coded table by table, in index order, and within a table in flat order, so that each
-    table becomes one constriction model and each group one call."""
+    """Fine symbols, each under one of a few fixed tables (`hvqcodec.families.hyper.integer`):
+    the symbols are coded table by table, in index order, and within a table in flat order, so
+    that each table becomes one constriction model and each group one call."""
 
     def __init__(self, tables: np.ndarray, radii: np.ndarray) -> None:
         super().__init__()
@@ -142,7 +144,7 @@ class TableEncoder(TableCoder):
         self.seconds += time.perf_counter() - t0
         return symbols
 
-    finish = LevelEncoder.finish
+    finish = WavefrontEncoder.finish
 
 
 class TableDecoder(TableCoder):

@@ -118,9 +118,10 @@ class Target:
 class StageScale:
     """A VQ-VAE model's quality scale. `knots`: (quality in hundredths, bottom stages), where
     that many stages are coded with nearest codes, ascending. Between two knots the quality
-    codes the upper knot's stages, the last with a rate-distortion weight (`LevelEncoder`)
-    falling from `ramp[1]` just above the lower knot to 0 at the upper one: geometrically
-    towards `ramp[0]`, less a linear term that brings it to 0 without a jump.
+    codes the upper knot's stages, the last with a rate-distortion weight
+    (`range_coder.WavefrontEncoder`) falling from `ramp[1]` just above the lower knot to 0 at
+    the upper one: geometrically towards `ramp[0]`, less a linear term that brings it to 0
+    without a jump.
 
     Rate is continuous along each segment but jumps where a stage comes in: even with its
     codes chosen for rate alone, a stage costs what its prior cannot predict (on hvq-v2's

@@ -6,9 +6,13 @@ import torch
 from PIL import Image
 
 from hvqcodec import Codec
-from hvqcodec.models import build_model, pack_weights
-from hvqcodec.priors import HierarchicalPrior, PriorConfig
-from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig
+from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.families.hyper.weights import pack_weights as pack_hyper_weights
+from hvqcodec.families.vqvae.model import HierarchicalVQVAE, VQVAEConfig
+from hvqcodec.families.vqvae.prior import HierarchicalPrior
+from hvqcodec.families.vqvae.weights import pack_weights
+from hvqcodec.models import build_model
+from hvqcodec.priors import PriorConfig
 
 IMAGES = Path(__file__).parent / "images"
 
@@ -34,6 +38,22 @@ def tiny_model(seed: int = 0, name: str = "tiny", prior: dict | None = None, **v
     vqvae = HierarchicalVQVAE(vq_cfg)
     priors = HierarchicalPrior(PriorConfig(**(prior or TINY_PRIOR)), vq_cfg)
     return build_model(pack_weights(name, vqvae, priors))
+
+
+TINY_HYPER = {"channels": 16, "latent": 16, "hyper_channels": 16, "code_dim": 4,
+              "codebook_sizes": (16, 16), "prior": TINY_PRIOR}  # fmt: skip
+
+
+def tiny_hyper(**config) -> dict:
+    """The weights of a randomly initialised hvq-v3 family model at a fraction of the width."""
+    torch.manual_seed(0)
+    net = VQHyperprior(VQHyperpriorConfig(**{**TINY_HYPER, **config}))
+    return pack_hyper_weights("tiny-v3", net)
+
+
+@pytest.fixture(scope="session")
+def tiny_hyper_codec() -> Codec:
+    return Codec(build_model(tiny_hyper()))
 
 
 @pytest.fixture(scope="session")

@@ -127,7 +127,7 @@ def fuzz_codec(family: str = "vq-vae") -> Codec:
     streams), or hvq-v3's VQ side information and scalar fine level (3); previews of 2."""
     if family == "vq-hyperprior":
         from hvqcodec.models import build_model
-        from tests.test_hyper_codec import tiny_hyper
+        from tests.conftest import tiny_hyper
 
         return Codec(build_model(tiny_hyper()), max_pixels=MAX_PIXELS)
     from tests.conftest import tiny_model

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from benchmarks import kodak, rd, readme
-from hvqcodec.models import save_weights
+from hvqcodec.families.vqvae.weights import save_weights
 from tests.conftest import IMAGES
 
 
@@ -71,7 +71,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
 
 
 def test_the_rd_benchmark_measures_a_higher_effort_as_its_own_curve(tmp_path):
-    from tests.test_hyper_codec import tiny_hyper
+    from tests.conftest import tiny_hyper
 
     images = tmp_path / "images"
     images.mkdir()
@@ -131,8 +131,8 @@ def test_a_validation_result_is_ahead_only_if_ahead_at_every_shared_rate():
 
 def test_the_train_step_benchmark_times_a_real_step():
     from benchmarks.train_step import time_variant
-    from hvqcodec.vq_hyperprior import VQHyperpriorConfig
-    from tests.test_hyper_codec import TINY
+    from hvqcodec.families.hyper.model import VQHyperpriorConfig
+    from tests.conftest import TINY_HYPER as TINY
 
     row = time_variant(VQHyperpriorConfig(**TINY), channels_last=True, bf16=False,
                        compiled=False, batch=2, crop=64, warmup=1, steps=1)  # fmt: skip
@@ -144,7 +144,7 @@ def test_the_latent_gap_is_measured_against_the_unrefined_curve():
     import torch
 
     from benchmarks import latent_gap
-    from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+    from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
     from tests.test_vq_hyperprior import TINY
 
     torch.manual_seed(0)

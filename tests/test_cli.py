@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from hvqcodec.cli import main
-from hvqcodec.models import save_weights
+from hvqcodec.families.vqvae.weights import save_weights
 from tests.conftest import IMAGES
 
 

@@ -4,7 +4,7 @@ written from it produces constriction's words exactly and decodes them."""
 import numpy as np
 import pytest
 
-from hvqcodec.range_coder import LevelDecoder, LevelEncoder
+from hvqcodec.range_coder import WavefrontDecoder, WavefrontEncoder
 
 M64 = (1 << 64) - 1
 PRECISION = 24
@@ -83,11 +83,11 @@ def test_a_port_from_the_format_document_matches_constriction(seed):
     # hvqcodec's coder, steered to these symbols: each position's nearest code is its symbol.
     distances = np.ones((n, k))
     distances[np.arange(n), symbols] = 0
-    encoder = LevelEncoder(distances)
+    encoder = WavefrontEncoder(distances)
     encoder(np.arange(n), tables)
     data = encoder.finish()
     words = np.frombuffer(data + b"\0" * (-len(data) % 4), "<u4").tolist()
     ported = port_encode(symbols, tables)
     assert ported[: len(words)] == words and not any(ported[len(words) :])  # zeros trimmed
     assert port_decode(words, tables) == symbols
-    assert LevelDecoder(data)(np.arange(n), tables).tolist() == symbols
+    assert WavefrontDecoder(data)(np.arange(n), tables).tolist() == symbols

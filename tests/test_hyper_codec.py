@@ -11,23 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from hvqcodec import Codec, HvqError, container, hyper_codec
-from hvqcodec.models import build_model, pack_hyper_weights
-from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
-from tests.conftest import TINY_PRIOR
-
-TINY = {"channels": 16, "latent": 16, "hyper_channels": 16, "code_dim": 4,
-        "codebook_sizes": (16, 16), "prior": TINY_PRIOR}  # fmt: skip
-
-
-def tiny_hyper(**config) -> dict:
-    torch.manual_seed(0)
-    return pack_hyper_weights("tiny-v3", VQHyperprior(VQHyperpriorConfig(**{**TINY, **config})))
+from hvqcodec import Codec, HvqError, container
+from hvqcodec.families.hyper import pipeline
+from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.families.hyper.weights import pack_weights as pack_hyper_weights
+from hvqcodec.models import build_model
+from tests.conftest import TINY_HYPER, tiny_hyper
 
 
 @pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec(build_model(tiny_hyper()))
+def codec(tiny_hyper_codec) -> Codec:
+    return tiny_hyper_codec
 
 
 def test_every_quality_decodes_its_codes_exactly_and_rates_rise(codec, dog):
@@ -56,7 +50,7 @@ def test_the_vq_streams_alone_are_a_preview_and_a_prefix(codec, dog):
 
 def test_tiles_give_the_untiled_result(codec, dog, monkeypatch):
     whole = codec.decode_detailed(codec.encode(dog))
-    monkeypatch.setattr(hyper_codec, "TILE_PIXELS", 64)
+    monkeypatch.setattr(pipeline, "TILE_PIXELS", 64)
     data = codec.encode(dog)
     tiled = codec.decode_detailed(data)
     for name, codes in whole.codes.items():
@@ -114,7 +108,7 @@ def test_weights_round_trip_through_a_file_with_the_same_id(tmp_path):
 
 def test_int8_storage_holds_the_weights_to_half_a_step_in_fewer_bytes():
     torch.manual_seed(0)
-    net = VQHyperprior(VQHyperpriorConfig(**TINY))
+    net = VQHyperprior(VQHyperpriorConfig(**TINY_HYPER))
     with torch.no_grad():  # all-zero slices and tensors must come back as zeros
         net.analysis[2].weight[0].zero_()
         net.analysis[4].weight.zero_()

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from hvqcodec.errors import HvqError
-from hvqcodec.integer_prior import PROB_BITS, FixedPrior, exp_table, wavefront_schedule
-from hvqcodec.priors import HierarchicalPrior
-from hvqcodec.vqvae import LEVELS
+from hvqcodec.families.vqvae.integer import IntegerPrior
+from hvqcodec.families.vqvae.model import LEVELS
+from hvqcodec.families.vqvae.prior import HierarchicalPrior
+from hvqcodec.integer_layers import PROB_BITS, exp_table
+from hvqcodec.integer_prior import wavefront_schedule
 
 
 def encoded_levels(codec, dog):
@@ -29,7 +31,7 @@ def wavefront_tables(level, codes, upper):
 
 def test_wavefront_tables_equal_one_batch_bit_for_bit(wide_prior_codec, dog):
     codes = encoded_levels(wide_prior_codec, dog)
-    for name, level in wide_prior_codec.model.coder.levels.items():
+    for name, level in wide_prior_codec.model.integer_prior.levels.items():
         upper = wide_prior_codec.model.prior.upper_of(name, codes)
         batch = level.all_tables(codes[name], upper)
         np.testing.assert_array_equal(wavefront_tables(level, codes[name], upper), batch)
@@ -37,7 +39,7 @@ def test_wavefront_tables_equal_one_batch_bit_for_bit(wide_prior_codec, dog):
 
 def test_tables_do_not_depend_on_the_thread_count(wide_prior_codec, dog):
     codes = encoded_levels(wide_prior_codec, dog)
-    level = wide_prior_codec.model.coder.levels["bottom"]
+    level = wide_prior_codec.model.integer_prior.levels["bottom"]
     upper = wide_prior_codec.model.prior.upper_of("bottom", codes)
     previous = torch.get_num_threads()
     try:
@@ -53,7 +55,7 @@ def test_tables_do_not_depend_on_the_thread_count(wide_prior_codec, dog):
 
 def test_tables_are_valid_for_the_range_coder(wide_prior_codec, dog):
     codes = encoded_levels(wide_prior_codec, dog)
-    for name, level in wide_prior_codec.model.coder.levels.items():
+    for name, level in wide_prior_codec.model.integer_prior.levels.items():
         tables = level.all_tables(codes[name], wide_prior_codec.model.prior.upper_of(name, codes))
         assert tables.min() >= 1
         assert tables.sum(axis=1).max() <= 2**PROB_BITS
@@ -65,7 +67,7 @@ def test_integer_prior_costs_under_one_percent_against_the_float_prior(wide_prio
     prior = wide_prior_codec.model.prior
     with torch.no_grad():
         float_bits = {k: float(v) * codes[k].size for k, v in prior(maps).items()}
-    for name, level in wide_prior_codec.model.coder.levels.items():
+    for name, level in wide_prior_codec.model.integer_prior.levels.items():
         tables = level.all_tables(codes[name], wide_prior_codec.model.prior.upper_of(name, codes))
         chosen = tables[np.arange(codes[name].size), codes[name].reshape(-1)]
         int_bits = float(np.log2(tables.sum(axis=1) / chosen).sum())
@@ -81,7 +83,7 @@ def test_a_trained_looking_prior_stays_close_to_its_float_probabilities(wide_pri
         prior.levels["top"].head2.weight.mul_(20)
         logits = prior.levels["top"].logits(torch.from_numpy(codes["top"])[None], [])
     p = torch.softmax(logits.double(), -1).reshape(-1, logits.shape[-1]).numpy()
-    tables = FixedPrior(prior).levels["top"].all_tables(codes["top"], [])
+    tables = IntegerPrior(prior).levels["top"].all_tables(codes["top"], [])
     q = tables / tables.sum(axis=1, keepdims=True)
     assert np.abs(q - p).max() < 1e-3
 
@@ -95,7 +97,7 @@ def test_weights_that_could_overflow_float64_are_refused(wide_prior_codec):
     with torch.no_grad():
         prior.levels["middle"].causal.bias.fill_(1e12)
     with pytest.raises(HvqError, match="2\\*\\*53"):
-        FixedPrior(prior)
+        IntegerPrior(prior)
 
 
 def test_softmax_table_and_schedule():
@@ -118,7 +120,7 @@ def test_conditioning_in_bands_equals_the_whole_map(wide_prior_codec, dog, monke
     import hvqcodec.integer_prior as integer_prior
 
     codes = encoded_levels(wide_prior_codec, dog)
-    level = wide_prior_codec.model.coder.levels["bottom"]
+    level = wide_prior_codec.model.integer_prior.levels["bottom"]
     upper = wide_prior_codec.model.prior.upper_of("bottom", codes)
     whole = level.conditioning(upper, codes["bottom"].shape)
     monkeypatch.setattr(integer_prior, "BAND_POSITIONS", 16)
@@ -127,11 +129,13 @@ def test_conditioning_in_bands_equals_the_whole_map(wide_prior_codec, dog, monke
 
 
 def test_integer_conditioning_tracks_the_float_network(wide_prior_codec, dog):
-    from hvqcodec.integer_prior import ACT_BITS
+    from hvqcodec.integer_layers import ACT_BITS
 
     codes = encoded_levels(wide_prior_codec, dog)
     upper = wide_prior_codec.model.prior.upper_of("bottom", codes)
-    exact = wide_prior_codec.model.coder.levels["bottom"].conditioning(upper, codes["bottom"].shape)
+    exact = wide_prior_codec.model.integer_prior.levels["bottom"].conditioning(
+        upper, codes["bottom"].shape
+    )
     with torch.no_grad():
         maps = [torch.from_numpy(c)[None] for c in upper]
         float_level = wide_prior_codec.model.prior.levels["bottom"]

@@ -13,8 +13,7 @@ from hvqcodec.cli import main
 from hvqcodec.metrics import psnr
 from hvqcodec.models import build_model
 from hvqcodec.rate_control import FULL, StageScale, Target, search, to_hundredths
-from tests.conftest import IMAGES
-from tests.test_hyper_codec import tiny_hyper
+from tests.conftest import IMAGES, tiny_hyper
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,17 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from hvqcodec import Codec, HvqError, entropy_models, hyper_codec, refinement
+from hvqcodec import Codec, HvqError, entropy_models
 from hvqcodec.cli import main
-from hvqcodec.models import build_model
+from hvqcodec.families.hyper import pipeline, refinement
 from hvqcodec.rate_control import FULL
-from tests.test_hyper_codec import tiny_hyper
 
 QUALITY = 6000  # hundredths
 
 
 @pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec(build_model(tiny_hyper()))
+def codec(tiny_hyper_codec) -> Codec:
+    return tiny_hyper_codec
 
 
 def lam(codec: Codec, quality: int = QUALITY) -> float:
@@ -40,8 +39,8 @@ def file_loss(codec: Codec, rgb: np.ndarray, data: bytes) -> float:
 def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, tile):
     """With the shipped model (a random one's synthesis barely responds to its latent)."""
     model = shipped_codec.model
-    encoder = hyper_codec.Encoder(model, dog)
-    gain, inverse, mean_g, indices = hyper_codec._fine_model(
+    encoder = model.encoder(dog)
+    gain, inverse, mean_g, indices = pipeline.fine_model(
         model, encoder.mean, encoder.log_scale, QUALITY
     )
     centred = encoder.y * gain - mean_g
@@ -51,8 +50,8 @@ def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, 
 
     def loss(symbols: torch.Tensor) -> float:
         symbols = torch.round(symbols)
-        y = hyper_codec._latent(symbols.long().numpy(), mean_g, inverse)
-        pixels = hyper_codec._pixels(model, y, *dog.shape[:2]).astype(np.float64) / 255
+        y = pipeline.symbols_to_latent(symbols.long().numpy(), mean_g, inverse)
+        pixels = pipeline.synthesize(model, y, *dog.shape[:2]).astype(np.float64) / 255
         bits = float(entropy_models.bits(symbols, log_scale).sum())
         return (
             lam(shipped_codec) * float(np.mean((pixels - dog / 255) ** 2)) + bits / dog[..., 0].size

@@ -95,11 +95,12 @@ def test_bad_input_raises_an_hvqerror_that_callers_can_catch_as_valueerror(tiny_
 def test_codec_at_a_knot_picks_the_nearest_codes(tiny_codec, dog):
     import torch
 
-    from hvqcodec.vqvae import pad_to_stride
+    from hvqcodec.families.vqvae.model import PAD_STRIDE
+    from hvqcodec.layers.tiling import pad_to_stride
 
     x = torch.tensor(dog).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        nearest = tiny_codec.model.vqvae.encode(pad_to_stride(x))
+        nearest = tiny_codec.model.vqvae.encode(pad_to_stride(x, PAD_STRIDE))
     enc = tiny_codec.encode_detailed(dog, 100)
     for level, codes in nearest.items():
         np.testing.assert_array_equal(enc.codes[level], codes[0].numpy())

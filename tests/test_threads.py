@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from hvqcodec import Codec
-from hvqcodec.models import save_weights
+from hvqcodec.families.vqvae.weights import save_weights
 
 SCRIPT = """
 import hashlib, sys, torch

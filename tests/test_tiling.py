@@ -2,8 +2,8 @@
 
 import torch
 
+from hvqcodec.families.vqvae.model import LEVELS
 from hvqcodec.layers.tiling import tiled
-from hvqcodec.vqvae import LEVELS
 from tests.conftest import tiny_model
 
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from hvqcodec import Codec
-from hvqcodec.train import main as train_main
+from hvqcodec.training.vqvae import main as train_main
 from tests.conftest import IMAGES, TINY_PRIOR, TINY_VQ
 
 TINY_ARGS = [
@@ -112,7 +112,7 @@ def test_config_file_with_overrides_logged(tmp_path, data):
     (entry,) = [json.loads(x) for x in open(tmp_path / "run" / "invocations.jsonl")]
     assert entry["overrides"] == {"prior_steps": 2, "threads": 1}
     assert entry["config_file"] == str(config)
-    assert entry["command"].startswith("python -m hvqcodec.train --config ")
+    assert entry["command"].startswith("hvqcodec train --family vqvae --config ")
     bad = tmp_path / "bad.json"
     for text in ('{"vq_stpes": 3}', "{not json"):
         bad.write_text(text)
@@ -126,7 +126,7 @@ def test_two_gloo_ranks_end_with_identical_weights_and_codebooks(tmp_path, data)
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "hvqcodec.train", *tiny(data, out, "--vq-steps", "3", "--prior-steps", "2"),
+        "-m", "hvqcodec.training.vqvae", *tiny(data, out, "--vq-steps", "3", "--prior-steps", "2"),
         "--device", "cpu",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

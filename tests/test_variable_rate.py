@@ -9,9 +9,10 @@ import torch
 
 from hvqcodec import Codec, HvqError, container
 from hvqcodec.codec import PREVIEW_STREAMS
+from hvqcodec.families.vqvae.weights import keep_stages, pack_weights
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.residual_quantize import dropout_stages, residual_quantize
-from hvqcodec.models import build_model, keep_stages, pack_weights
+from hvqcodec.models import build_model
 
 
 def test_dropout_keeps_a_prefix_of_stages_or_none():

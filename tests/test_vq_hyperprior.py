@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hvqcodec import Codec, entropy_models, models
+from hvqcodec import Codec, entropy_models, storage
+from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.layers.gain import GainUnits
 from hvqcodec.layers.gdn import GDN
-from hvqcodec.train_rd import main as train_main
-from hvqcodec.vq_hyperprior import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.training.hyper import main as train_main
 from tests.conftest import IMAGES, TINY_PRIOR
 
 TINY = {"channels": 8, "latent": 8, "hyper_channels": 8, "code_dim": 4,
@@ -114,7 +114,7 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]  # the log goes on
     # The compact checkpoint exports to weights the codec ships: at this width few tensors
     # are large, so int8 is asked of smaller ones.
-    monkeypatch.setattr(models, "INT8_MIN_SIZE", 256)
+    monkeypatch.setattr(storage, "INT8_MIN_SIZE", 256)
     train_main(["--init-from", str(compact), "--export", str(tmp_path / "w.pt"), "--name", "t"])
     codec = Codec(str(tmp_path / "w.pt"))
     assert codec.name == "t" and codec.decode(codec.encode(dog)).size == dog.size

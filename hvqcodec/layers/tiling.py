@@ -1,4 +1,5 @@
-"""Run a local network on overlapping tiles, so large images fit in bounded memory.
+"""Run a local network on overlapping tiles, so large images fit in bounded memory; pad an
+image to the stride a network needs.
 
 The full-resolution layers (the encoder's first downsampling convolutions, the decoder's last
 transposed convolutions) hold the largest activations: 64 channels at half resolution is 1 GB
@@ -12,6 +13,7 @@ untiled: they run at stride 8 and above, where maps are small.
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 
 def tiled(
@@ -46,3 +48,12 @@ def tiled(
             sy, sx = round((y0 - ly) * scale), round((x0 - lx) * scale)
             out[..., oy : oy + oh, ox : ox + ow] = part[..., sy : sy + oh, sx : sx + ow]
     return out
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Replicate-pad (B, C, H, W) on the bottom and right to a multiple of `stride`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x

@@ -1,4 +1,4 @@
-"""The trainer's settings, and what a resumed run keeps from its checkpoint.
+"""The VQ-VAE trainer's settings, and what a resumed run keeps from its checkpoint.
 
 A run's config is layered: the defaults, then the config file (TOML or JSON), then the flags. A
 resumed run (OUT/checkpoint.pt exists) starts from its saved config instead of the defaults, so
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
+from hvqcodec.families.vqvae.model import VQVAEConfig
 from hvqcodec.priors import PriorConfig
-from hvqcodec.vqvae import VQVAEConfig
+from hvqcodec.training.options import flag as table_flag
 
 # What a checkpoint fixes: a resumed run keeps these as saved, whatever the file or flags say.
 # The architecture, because the saved weights have it; the seed, because the data order of the
@@ -56,7 +57,7 @@ class TrainConfig:
 
 def flag(name: str) -> str:
     """The command-line flag that sets a TrainConfig field."""
-    return f"--{name}-json" if name in TABLES else "--" + name.replace("_", "-")
+    return table_flag(name, TABLES)
 
 
 def read_config_file(path: str | Path) -> dict:

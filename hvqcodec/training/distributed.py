@@ -59,11 +59,17 @@ class Cluster:
 
 class Sampler:
     """Indices this rank trains on: DistributedSampler's shard of a fresh shuffle each epoch,
-    read one batch at a time; its position is part of the checkpoint."""
+    read one batch at a time; its position is part of the checkpoint. `repeats`: how often
+    each index comes up in an epoch (default once)."""
 
-    def __init__(self, n: int, cluster: Cluster, seed: int) -> None:
+    def __init__(self, n: int, cluster: Cluster, seed: int, repeats: list[int] | None = None):
+        self.index = [i for i in range(n) for _ in range(repeats[i] if repeats else 1)]
         self.inner = DistributedSampler(
-            range(n), num_replicas=cluster.world, rank=cluster.rank, shuffle=True, seed=seed
+            range(len(self.index)),
+            num_replicas=cluster.world,
+            rank=cluster.rank,
+            shuffle=True,
+            seed=seed,
         )
         self.epoch, self.offset, self.order = 0, 0, None
 
@@ -76,7 +82,7 @@ class Sampler:
             if self.offset == len(self.order):
                 self.epoch, self.offset, self.order = self.epoch + 1, 0, None
                 continue
-            out.append(self.order[self.offset])
+            out.append(self.index[self.order[self.offset]])
             self.offset += 1
         return out
 

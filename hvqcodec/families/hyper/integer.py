@@ -3,7 +3,7 @@
 A decoder must pick, for every fine symbol, the very probability table the encoder picked.
 The table is chosen by the symbol's predicted log-scale, which the hyper synthesis computes
 from the decoded VQ levels. So that every machine and thread count agrees, that network runs
-as an integer network (`hvqcodec.integer_prior`'s layers, after Balle, Johnston, Minnen,
+as an integer network (`hvqcodec.integer_layers`, after Balle, Johnston, Minnen,
 "Integer Networks for Data Compression with Latent-Variable Models", ICLR 2019), and the
 gain of the quality is added to the log-scale in integers:
 
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from hvqcodec.entropy_models import SCALE_MAX, SCALE_MIN
-from hvqcodec.integer_prior import (
+from hvqcodec.families.hyper.transforms import HyperSynthesis
+from hvqcodec.integer_layers import (
     ACT_BITS,
     PROB_BITS,
     IntegerConv3x3,
@@ -33,7 +34,7 @@ from hvqcodec.integer_prior import (
     clamp_act,
     integer_activation,
 )
-from hvqcodec.transforms import HyperSynthesis
+from hvqcodec.rate_control import FULL
 
 TABLES = 64  # scale indices
 TAIL = 8.0  # a table spans +-TAIL scales (at least +-2); symbols beyond are clamped
@@ -71,7 +72,7 @@ def _shuffle(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(h, w, c, 2, 2).permute(0, 3, 1, 4, 2).reshape(2 * h, 2 * w, c)
 
 
-class FixedHyperSynthesis:
+class IntegerHyperSynthesis:
     """Integer-exact twin of a `HyperSynthesis`: VQ codes -> integer mean and log-scale."""
 
     def __init__(self, net: HyperSynthesis, codebooks: dict[str, torch.Tensor]):
@@ -104,12 +105,12 @@ class FixedHyperSynthesis:
         return out[: self.latent], out[self.latent :]
 
 
-def integer_log_gain(log_gains: torch.Tensor, quality: int, steps: int = 10_000) -> torch.Tensor:
-    """Per-channel log-gain at header quality `quality` of 0..steps (hundredths of the 0-100
-    scale), which spans the trained levels evenly, as integers at scale 2**ACT_BITS. Float64
+def integer_log_gain(log_gains: torch.Tensor, hundredths: int, steps: int = FULL) -> torch.Tensor:
+    """Per-channel log-gain at quality `hundredths` of 0..steps (the header's field), which
+    spans the trained rate points evenly, as integers at scale 2**ACT_BITS. Float64
     arithmetic on the stored weights, elementwise: the same on every machine."""
     table = log_gains.detach().double()
-    pos = quality * (table.shape[0] - 1)
+    pos = hundredths * (table.shape[0] - 1)
     lo, rem = divmod(pos, steps)
     hi = min(lo + 1, table.shape[0] - 1)
     return torch.round((table[lo] * (steps - rem) + table[hi] * rem) / steps * ONE)

@@ -1,4 +1,5 @@
-"""The hvq-v3 pipeline, one image through it and back (`hvqcodec.codec.Codec` runs it):
+"""The hvq-v3 family's pipeline, one image through it and back (`hvqcodec.codec.Codec` runs it
+through `HyperModel`, this family's `hvqcodec.family.FamilyModel`):
 
     pixels --analysis--> fine latent --hyper analysis--> top, middle VQ codes
            --integer priors (wavefront)--> top and middle streams
@@ -11,30 +12,97 @@ preview) the synthesis gets the predicted mean.
 """
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hvqcodec import entropy_models, refinement
-from hvqcodec.integer_hyperprior import ONE, integer_log_gain, scale_indices
+from hvqcodec import entropy_models
+from hvqcodec.container import HvqFile
+from hvqcodec.errors import HvqError
+from hvqcodec.families.hyper import refinement
+from hvqcodec.families.hyper.integer import (
+    ONE,
+    IntegerHyperSynthesis,
+    integer_log_gain,
+    scale_indices,
+)
+from hvqcodec.families.hyper.model import (
+    PAD_STRIDE,
+    STREAMS,
+    STRIDES,
+    SYNTHESIS_REACH,
+    VQ_LEVELS,
+    VQHyperprior,
+)
+from hvqcodec.family import (
+    DEFAULT_QUALITY,
+    Coded,
+    DecodedStreams,
+    Trial,
+    check_stream_count,
+    to_pixels,
+)
+from hvqcodec.integer_prior import IntegerLevelPrior
 from hvqcodec.layers import ResBlock
-from hvqcodec.layers.tiling import tiled
-from hvqcodec.models import HyperModel
-from hvqcodec.range_coder import LevelDecoder, LevelEncoder, TableDecoder, TableEncoder
+from hvqcodec.layers.tiling import pad_to_stride, tiled
+from hvqcodec.range_coder import TableDecoder, TableEncoder, WavefrontDecoder, WavefrontEncoder
 from hvqcodec.rate_control import FULL
-from hvqcodec.vq_codec import Coded, to_pixels
-from hvqcodec.vq_hyperprior import STREAMS, STRIDES, VQ_LEVELS
-from hvqcodec.vqvae import pad_to_stride
 
-STRIDE = STRIDES["top"]
 # Images larger than this on a side run their local layers in tiles (`hvqcodec.layers.tiling`).
 TILE_PIXELS = 1024
-SYNTHESIS_HALO = 4  # fine-latent positions; four 5x5 stride-2 layers reach under 2
+
+
+@dataclass
+class HyperModel:
+    """A loaded hvq-v3.x model (`hvqcodec.family.FamilyModel`): the float networks and the
+    integer-exact twins that coding runs."""
+
+    name: str
+    model_id: int
+    net: VQHyperprior
+    priors: dict[str, IntegerLevelPrior]  # the VQ levels' priors, integer-exact
+    hyper: IntegerHyperSynthesis  # mean and log-scale of the fine symbols, integer-exact
+    tables: np.ndarray  # (T, width) int64 probability tables of the fine symbols
+    radii: np.ndarray  # (T,) each table spans -radius..radius
+    default_quality: float = DEFAULT_QUALITY  # quality 0..100 spans the rate points evenly
+
+    @property
+    def qualities(self) -> tuple[float, ...]:
+        """Its trained rate points on the 0-100 scale."""
+        n = len(self.net.config.lambdas)
+        return tuple(round(100 * i / max(1, n - 1), 2) for i in range(n))
+
+    @property
+    def max_streams(self) -> int:
+        return len(STREAMS)
+
+    def encoder(self, rgb: np.ndarray, effort: int = 0) -> "Encoder":
+        return Encoder(self, rgb, refinement.iterations(effort))
+
+    def decode_streams(
+        self, width: int, height: int, hundredths: int, streams: list[bytes]
+    ) -> DecodedStreams:
+        return decode_streams(self, width, height, hundredths, streams)
+
+    def check_header(self, header: HvqFile) -> None:
+        if header.version == 1:
+            raise HvqError(
+                "unsupported file: format version 1 with an hvq-v3 model (only the "
+                "development releases wrote these; re-encode from the original)"
+            )
+        check_stream_count(header, self.max_streams)
+
+    def float_bits(self, codes: dict[str, np.ndarray], hundredths: int) -> dict[str, float]:
+        return float_bits(self, codes, hundredths)
+
+    def codebook_sizes(self) -> dict[str, int]:
+        return {k: q.num_codes for k, q in self.net.quantizers.items()}
 
 
 def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
-    hp, wp = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+    hp, wp = -(-height // PAD_STRIDE) * PAD_STRIDE, -(-width // PAD_STRIDE) * PAD_STRIDE
     return {name: (hp // STRIDES[name], wp // STRIDES[name]) for name in STREAMS}
 
 
@@ -49,28 +117,31 @@ def _analysis(net, x: torch.Tensor) -> torch.Tensor:
 
 
 def _synthesis(net, y: torch.Tensor) -> torch.Tensor:
-    out = tiled(net.synthesis, y, scale=16, tile=TILE_PIXELS // 16, halo=SYNTHESIS_HALO)
+    out = tiled(net.synthesis, y, scale=16, tile=TILE_PIXELS // 16, halo=SYNTHESIS_REACH)
     return (out + 1) / 2
 
 
-def _gains(model: HyperModel, quality: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integer log-gain, gain and inverse gain per channel at header quality `quality`."""
-    log_gain = integer_log_gain(model.net.gains.log_gains, quality)
-    inverse = integer_log_gain(model.net.gains.log_inverses, quality)
+def _gains(model: HyperModel, hundredths: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer log-gain, gain and inverse gain per channel at quality `hundredths`."""
+    log_gain = integer_log_gain(model.net.gains.log_gains, hundredths)
+    inverse = integer_log_gain(model.net.gains.log_inverses, hundredths)
     return log_gain, torch.exp(log_gain / ONE), torch.exp(inverse / ONE)
 
 
-def _fine_model(model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, quality: int):
+def fine_model(model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, hundredths: int):
     """From the integer hyper synthesis' mean and log-scale: gain and inverse gain (C, 1, 1),
-    mean times gain (C, H, W) and table indices at header quality `quality`. Encoder, trial
-    reconstruction and decoder all go through here and `_latent`, so they agree bit for bit."""
-    log_gain, gain, inverse = _gains(model, quality)
+    mean times gain (C, H, W) and table indices at quality `hundredths`. Encoder, trial
+    reconstruction and decoder all go through here and `symbols_to_latent`, so they agree bit
+    for bit."""
+    log_gain, gain, inverse = _gains(model, hundredths)
     indices = scale_indices(log_scale, log_gain).numpy()
     gain, inverse = gain[:, None, None], inverse[:, None, None]
     return gain, inverse, mean / ONE * gain, indices
 
 
-def _latent(symbols: np.ndarray, mean_g: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+def symbols_to_latent(
+    symbols: np.ndarray, mean_g: torch.Tensor, inverse: torch.Tensor
+) -> torch.Tensor:
     """Fine symbols back to the latent the synthesis takes."""
     return (torch.from_numpy(symbols).double() + mean_g) * inverse
 
@@ -95,13 +166,13 @@ class Encoder:
         self.shapes = code_shapes(self.height, self.width)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
         self.image, self.iterations = x[0], iterations
-        self.y = _analysis(net, pad_to_stride(x, STRIDE))[0].double()
+        self.y = _analysis(net, pad_to_stride(x, PAD_STRIDE))[0].double()
         feats = net.hyper_analysis.features(self.y[None].float())
         codes, quantized, self.vq = {}, {}, {}
         for name in VQ_LEVELS:
             quantizer = net.quantizers[name]
             z = net.hyper_analysis.latent(name, feats, quantized)
-            coder = LevelEncoder(quantizer.map_distances(z).numpy())
+            coder = WavefrontEncoder(quantizer.map_distances(z).numpy())
             t = time.perf_counter()
             codes[name] = _code_level(model, name, codes, self.shapes[name], coder)
             self.vq[name] = Coded(coder.finish(), codes[name], coder, time.perf_counter() - t)
@@ -111,24 +182,25 @@ class Encoder:
         self.hyper_seconds = time.perf_counter() - t
 
     @torch.no_grad()
-    def streams(self, quality: int) -> dict[str, Coded]:
-        """The coded streams of quality `quality` (hundredths), in file order."""
-        gain, inverse, mean_g, indices = _fine_model(self.model, self.mean, self.log_scale, quality)
+    def streams(self, hundredths: int) -> Trial:
+        """The coded streams of one quality, in file order."""
+        model = self.model
+        gain, inverse, mean_g, indices = fine_model(model, self.mean, self.log_scale, hundredths)
         centred = self.y * gain - mean_g
         symbols = torch.round(centred).long().numpy()
         if self.iterations:
-            symbols = self._refined(symbols, centred, quality, mean_g, inverse, indices)
+            symbols = self._refined(symbols, centred, hundredths, mean_g, inverse, indices)
         coder = TableEncoder(self.model.tables, self.model.radii)
         t = time.perf_counter()
         codes = coder.encode(symbols, indices)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
-        return {**self.vq, "fine": fine}
+        return Trial(hundredths, {**self.vq, "fine": fine})
 
-    def _refined(self, symbols: np.ndarray, centred, quality: int, mean_g, inverse, indices):
+    def _refined(self, symbols: np.ndarray, centred, hundredths: int, mean_g, inverse, indices):
         """The refined symbols (`hvqcodec.refinement`), or the analysis' own `symbols` where
         refinement did not lower the loss it minimises, measured on the rounded symbols."""
         lambdas = self.model.net.lambdas
-        lam = refinement.lambda_at(lambdas, quality * (len(lambdas) - 1) / FULL)
+        lam = refinement.lambda_at(lambdas, hundredths * (len(lambdas) - 1) / FULL)
         log_scale = refinement.table_log_scales(torch.from_numpy(indices))
         with torch.enable_grad():
             refined = refinement.refine(self.model.net.synthesis, self.image, centred, mean_g,
@@ -138,7 +210,7 @@ class Encoder:
         symbols = np.clip(symbols, -radii, radii)
 
         def loss(s: np.ndarray) -> float:
-            pixels = _synthesis(self.model.net, _latent(s, mean_g, inverse).float()[None])
+            pixels = _synthesis(self.model.net, symbols_to_latent(s, mean_g, inverse).float()[None])
             pixels = pixels[0, :, : self.height, : self.width].clamp(0, 1)
             bits = entropy_models.bits(torch.from_numpy(s), log_scale).sum()
             return lam * float(F.mse_loss(pixels, self.image)) + float(bits) / pixels[0].numel()
@@ -146,49 +218,53 @@ class Encoder:
         return min((refined, symbols), key=loss)
 
     @torch.no_grad()
-    def reconstruct(self, coded: dict[str, Coded], quality: int) -> np.ndarray:
-        """The pixels a decoder will make of these streams."""
-        _, inverse, mean_g, _ = _fine_model(self.model, self.mean, self.log_scale, quality)
-        return _pixels(self.model, _latent(coded["fine"].codes, mean_g, inverse), self.height,
-                       self.width)  # fmt: skip
+    def reconstruct(self, trial: Trial) -> np.ndarray:
+        _, inverse, mean_g, _ = fine_model(self.model, self.mean, self.log_scale, trial.hundredths)
+        fine = trial.coded["fine"].codes
+        return synthesize(
+            self.model, symbols_to_latent(fine, mean_g, inverse), self.height, self.width
+        )
 
 
-def _pixels(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
+def synthesize(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
     return to_pixels(_synthesis(model.net, y.float()[None])[0, :, :height, :width])
 
 
 @torch.no_grad()
-def decode_streams(model: HyperModel, width: int, height: int, quality: int, streams):
-    """The streams of a file (two: a preview) -> ((H, W, 3) uint8, codes, coders, seconds in
-    the priors)."""
+def decode_streams(
+    model: HyperModel, width: int, height: int, hundredths: int, streams: list[bytes]
+) -> DecodedStreams:
+    """The streams of a file (two: a preview)."""
     shapes = code_shapes(height, width)
     codes, coders = {}, {}
     t = time.perf_counter()
     for name, stream in zip(VQ_LEVELS, streams):
-        coders[name] = LevelDecoder(stream)
+        coders[name] = WavefrontDecoder(stream)
         codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
     mean, log_scale = model.hyper(codes["top"], codes["middle"])
-    _, inverse, mean_g, indices = _fine_model(model, mean, log_scale, quality)
+    _, inverse, mean_g, indices = fine_model(model, mean, log_scale, hundredths)
     if len(streams) > len(VQ_LEVELS):
         coders["fine"] = TableDecoder(streams[2], model.tables, model.radii)
         codes["fine"] = coders["fine"].decode(indices)
-        y = _latent(codes["fine"], mean_g, inverse)
+        y = symbols_to_latent(codes["fine"], mean_g, inverse)
     else:
         y = mean / ONE
     in_priors = time.perf_counter() - t
-    return _pixels(model, y, height, width), codes, coders, in_priors
+    return DecodedStreams(synthesize(model, y, height, width), codes, coders, in_priors)
 
 
 @torch.no_grad()
-def float_bits(model: HyperModel, codes: dict[str, np.ndarray], quality: int) -> dict[str, float]:
+def float_bits(
+    model: HyperModel, codes: dict[str, np.ndarray], hundredths: int
+) -> dict[str, float]:
     """What a file's codes would cost under the float model as trained (not what the coder
-    sees): the measure of what integer-exact coding costs. `quality` in hundredths."""
+    sees): the measure of what integer-exact coding costs."""
     net = model.net
     maps = {k: torch.from_numpy(codes[k])[None] for k in VQ_LEVELS}
     bits = {k: float(b) for k, b in net.prior_bits(maps).items()}
     top, middle = (net.quantizers[k].lookup(maps[k]) for k in VQ_LEVELS)
     mean, log_scale = net.hyper_synthesis(top, middle)
-    log_gain, gain, _ = _gains(model, quality)  # the gains the coder used
+    log_gain, gain, _ = _gains(model, hundredths)  # the gains the coder used
     gain = gain[:, None, None]
     # The coded value (symbol plus the integer mean), centred on the float mean instead.
     coded_mean = model.hyper(codes["top"], codes["middle"])[0] / ONE
@@ -196,8 +272,3 @@ def float_bits(model: HyperModel, codes: dict[str, np.ndarray], quality: int) ->
     log_scale = log_scale[0].double() + (log_gain / ONE)[:, None, None]
     bits["fine"] = float(entropy_models.bits(centred, log_scale).sum())
     return bits
-
-
-def codebook_sizes(model: HyperModel) -> dict[str, int]:
-    """Codes per codebook of each VQ level (a scalar level has none)."""
-    return {k: q.num_codes for k, q in model.net.quantizers.items()}

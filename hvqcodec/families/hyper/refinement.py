@@ -30,18 +30,17 @@ import torch
 import torch.nn.functional as F
 
 from hvqcodec import entropy_models
-from hvqcodec.errors import HvqError
-from hvqcodec.integer_hyperprior import LOG_SCALE_MIN, LOG_SCALE_STEP, ONE
+from hvqcodec.families.hyper.integer import LOG_SCALE_MIN, LOG_SCALE_STEP, ONE
+from hvqcodec.families.hyper.model import STRIDES, SYNTHESIS_REACH
+from hvqcodec.family import check_effort
 from hvqcodec.precision import native_bf16
-from hvqcodec.vq_hyperprior import STRIDES
 
 # Iterations per effort level. Measured on 3 validation photos with hvq-v3.1, mean PSNR gain at
 # equal bpp at qualities 10/40/60/75/90: 20 iterations +0.19/+0.37/+0.60/+0.74/+0.83 dB,
 # 100 iterations +0.29/+0.55/+0.87/+1.07/+1.21 dB.
-EFFORTS = (0, 20, 50, 100)
-STRIDE = STRIDES["fine"]  # pixels per fine-latent position
+EFFORTS = (0, 20, 50, 100)  # one per effort 0..MAX_EFFORT
+FINE_STRIDE = STRIDES["fine"]  # pixels per fine-latent position
 TILE = 64  # fine-latent positions refined at a time (1024 pixels: a Kodak image is one tile)
-REACH = 4  # how far a symbol's pixels reach, in positions (four 5x5 stride-2 layers: under 2)
 LR = 0.1  # Adam's, in quantization steps
 TEMPERATURE = 0.5  # SGA's at the start, falling linearly to TEMPERATURE_MIN
 TEMPERATURE_MIN = 0.01
@@ -50,13 +49,7 @@ SEED = 0  # SGA's draws: the same image and settings give the same file
 
 def iterations(effort: int) -> int:
     """The refinement iterations of an effort level, with a clear error outside 0..3."""
-    if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)):
-        raise HvqError(
-            f"effort must be a whole number from 0 to {len(EFFORTS) - 1}, not {effort!r}"
-        )
-    if not 0 <= effort < len(EFFORTS):
-        raise HvqError(f"effort {effort} is outside 0..{len(EFFORTS) - 1}")
-    return EFFORTS[effort]
+    return EFFORTS[check_effort(effort)]
 
 
 def lambda_at(lambdas: torch.Tensor, position: float) -> float:
@@ -125,21 +118,22 @@ def refine(
     out = centred.detach().float().clone()
     mean_g, inverse, log_scale = mean_g.float(), inverse.float(), log_scale.float()
     height, width = out.shape[-2:]
+    reach, stride = SYNTHESIS_REACH, FINE_STRIDE
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            # The tile's symbols reach the pixels of the tile and REACH positions around it
-            # (the window); those pixels read symbols up to REACH positions further out (the
-            # frame), which stay fixed.
-            wy0, wx0 = max(0, y0 - REACH), max(0, x0 - REACH)
-            wy1, wx1 = min(height, y1 + REACH), min(width, x1 + REACH)
-            fy0, fx0 = max(0, wy0 - REACH), max(0, wx0 - REACH)
-            fy1, fx1 = min(height, wy1 + REACH), min(width, wx1 + REACH)
+            # The tile's symbols reach the pixels of the tile and `reach` positions around it (the
+            # window); those pixels read symbols up to `reach` positions further out (the frame),
+            # which stay fixed.
+            wy0, wx0 = max(0, y0 - reach), max(0, x0 - reach)
+            wy1, wx1 = min(height, y1 + reach), min(width, x1 + reach)
+            fy0, fx0 = max(0, wy0 - reach), max(0, wx0 - reach)
+            fy1, fx1 = min(height, wy1 + reach), min(width, wx1 + reach)
             frame = out[:, fy0:fy1, fx0:fx1]
             frame_mean = mean_g[:, fy0:fy1, fx0:fx1]
             inner = (slice(None), slice(y0 - fy0, y1 - fy0), slice(x0 - fx0, x1 - fx0))
-            target = image[None, :, wy0 * STRIDE : wy1 * STRIDE, wx0 * STRIDE : wx1 * STRIDE]
-            top, left = (wy0 - fy0) * STRIDE, (wx0 - fx0) * STRIDE
+            target = image[None, :, wy0 * stride : wy1 * stride, wx0 * stride : wx1 * stride]
+            top, left = (wy0 - fy0) * stride, (wx0 - fx0) * stride
             h, w = target.shape[-2:]
             scale = log_scale[:, y0:y1, x0:x1]
 

@@ -14,7 +14,6 @@ bottom's size, and any prefix of the streams decodes, down to top and middle alo
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec.layers import ResBlock, VectorQuantizer
@@ -22,7 +21,7 @@ from hvqcodec.layers.residual_quantize import residual_quantize
 from hvqcodec.layers.tiling import tiled
 
 # The coarsest level has stride 32: image sides are padded to a multiple of this.
-STRIDE = 32
+PAD_STRIDE = 32
 LEVELS = ("top", "middle", "bottom")
 LEVEL_STRIDES = {"top": 32, "middle": 16, "bottom": 8}
 
@@ -216,18 +215,9 @@ class HierarchicalVQVAE(nn.Module):
         )
 
 
-def pad_to_stride(x: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
-    """Replicate-pad (B, C, H, W) on the bottom and right to a multiple of `stride`."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x
-
-
 def code_shapes(
     height: int, width: int, streams: tuple[str, ...] = LEVELS
 ) -> dict[str, tuple[int, int]]:
     """Code-map shape of each stream for an image of the given size."""
-    hp, wp = -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
+    hp, wp = -(-height // PAD_STRIDE) * PAD_STRIDE, -(-width // PAD_STRIDE) * PAD_STRIDE
     return {name: (hp // stream_stride(name), wp // stream_stride(name)) for name in streams}

@@ -4,7 +4,7 @@
            --hyper analysis--> VQ codes: top (stride 64), middle (stride 32)
     top, middle --PixelCNN priors (`hvqcodec.priors`)--> their own probabilities
     top, middle --hyper synthesis--> mean and scale of every fine symbol
-    y * gain(quality) - mean * gain --round--> fine symbols (Gaussian tables)
+    y * gain(rate index) - mean * gain --round--> fine symbols (Gaussian tables)
     (symbols + mean * gain) * inverse gain --synthesis--> pixels
 
 The two VQ levels play the part of a hyperprior (Balle et al. 2018), coded by the same
@@ -14,8 +14,9 @@ discretized Gaussians of `hvqcodec.entropy_models`. Rate is set by gain vectors
 depend on it, so a file's first two streams are the same at every quality and decode alone as
 a preview (the synthesis of the predicted mean).
 
-Training minimises lambda(q) * 255^2 * MSE + bits per pixel, with a random quality q per
-sample; the priors' cross-entropy of the VQ codes is part of the rate.
+Training minimises lambda(r) * 255^2 * MSE + bits per pixel, with a random rate index r (one of
+the trained rate points, `lambdas`) per sample; the priors' cross-entropy of the VQ codes is
+part of the rate.
 """
 
 import math
@@ -26,15 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec import entropy_models
+from hvqcodec.families.hyper.transforms import HyperAnalysis, HyperSynthesis, analysis, synthesis
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.gain import GainUnits
 from hvqcodec.priors import LevelPrior, PriorConfig
-from hvqcodec.transforms import HyperAnalysis, HyperSynthesis, analysis, synthesis
 
 VQ_LEVELS = ("top", "middle")
 STREAMS = VQ_LEVELS + ("fine",)
-STRIDES = {"top": 64, "middle": 32, "fine": 16}
-STRIDE = 64  # image sides are padded to a multiple of the coarsest level's stride
+STRIDES = {"top": 64, "middle": 32, "fine": 16}  # pixels per position of each stream
+PAD_STRIDE = STRIDES["top"]  # image sides are padded to a multiple of the coarsest stride
+# How far, in fine-latent positions, a fine symbol's pixels reach, and so the halo of tiles of
+# the synthesis: four 5x5 stride-2 layers reach under 2.
+SYNTHESIS_REACH = 4
 
 
 def _lambdas(low: float = 1e-4, high: float = 0.3, n: int = 6) -> tuple[float, ...]:
@@ -48,10 +52,10 @@ class VQHyperpriorConfig:
     hyper_channels: int = 192
     code_dim: int = 32
     codebook_sizes: tuple[int, int] = (512, 256)  # top, middle
-    activation: str = "relu"  # relu, gdn or gdn1 (`hvqcodec.transforms`); relu won at equal CPU
+    activation: str = "relu"  # relu, gdn or gdn1 (`.transforms`); relu won at equal CPU
     upsample: str = "deconv"  # deconv or subpixel
     attention: bool = True  # CBAM in the encoder at stride 8
-    # The rate-distortion weight of each trained quality, lowest rate first (CompressAI's
+    # The rate-distortion weight of each trained rate point, lowest rate first (CompressAI's
     # convention: lambda * 255^2 * MSE + bpp). One gain vector per entry.
     lambdas: tuple[float, ...] = field(default_factory=_lambdas)
     prior: dict = field(default_factory=lambda: PriorConfig().to_dict())
@@ -123,32 +127,34 @@ class VQHyperprior(nn.Module):
                 upper = upper + [indices[name]]
         return out
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> RDOutput:
-        """Images in [0, 1], sides a multiple of 64; `quality` (B,) in 0..levels-1, fractional
-        allowed. In training the rate is the noisy proxy; in eval mode the rounded symbols'
-        exact cost under the float model."""
+    def forward(self, x: torch.Tensor, rate_index: torch.Tensor) -> RDOutput:
+        """Images in [0, 1], sides a multiple of 64; `rate_index` (B,) in 0..len(lambdas)-1,
+        fractional allowed. In training the rate is the noisy proxy; in eval mode the rounded
+        symbols' exact cost under the float model."""
         y = self.analysis(x * 2 - 1)
         outs, quantized, commit = self.side_information(y)
         indices = {n: o.indices for n, o in outs.items()}
         bits = self.prior_bits(indices)
         mean, log_scale = self.hyper_synthesis(quantized["top"], quantized["middle"])
-        gain, log_gain = self.gains.gain(quality), self.gains.log_gain(quality)
+        gain, log_gain = self.gains.gain(rate_index), self.gains.log_gain(rate_index)
         with torch.autocast(x.device.type, enabled=False):
             y_g, mean_g = y.float() * gain, mean.float() * gain
             log_scale_g = log_scale.float() + log_gain
             centred = y_g - mean_g
             rate_in = entropy_models.noisy(centred) if self.training else torch.round(centred)
             bits["fine"] = entropy_models.bits(rate_in, log_scale_g).flatten(1).sum(1)
-            y_hat = (entropy_models.round_through(centred) + mean_g) * self.gains.inverse(quality)
+            y_hat = (entropy_models.round_through(centred) + mean_g) * self.gains.inverse(
+                rate_index
+            )
         reconstruction = (self.synthesis(y_hat) + 1) / 2
         perplexity = {n: o.perplexity for n, o in outs.items()}
         return RDOutput(reconstruction, bits, commit, indices, perplexity)
 
-    def ceiling(self, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-        """The reconstruction at `quality` with the fine latent left unrounded: the transforms'
+    def ceiling(self, x: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:
+        """The reconstruction at `rate_index` with the fine latent left unrounded: the transforms'
         own distortion floor, which no rate spent on the fine symbols can pass."""
         y = self.analysis(x * 2 - 1)
-        scale = self.gains.gain(quality) * self.gains.inverse(quality)
+        scale = self.gains.gain(rate_index) * self.gains.inverse(rate_index)
         return (self.synthesis(y * scale) + 1) / 2
 
     def preview(self, x: torch.Tensor) -> torch.Tensor:

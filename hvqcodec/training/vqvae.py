@@ -1,8 +1,9 @@
 """Train the hierarchical VQ-VAE, then its priors, on a folder of photos.
 
-    python -m hvqcodec.train --config configs/hvq-v1.toml
-    python -m hvqcodec.train --config configs/hvq-v1.toml --vq-steps 500 --out runs/short
-    torchrun --nproc_per_node=4 -m hvqcodec.train --config configs/hvq-v1.toml --device cuda
+    hvqcodec train --family vqvae --config configs/hvq-v1.toml
+    hvqcodec train --family vqvae --config configs/hvq-v1.toml --vq-steps 500 --out runs/short
+    torchrun --nproc_per_node=4 -m hvqcodec.training.vqvae --config configs/hvq-v1.toml \
+        --device cuda
 
 Phase 1 trains the autoencoder on random crops (MSE + commitment). Phase 2 freezes it, codes
 every training image once, and trains the three priors on aligned random crops of those code
@@ -12,7 +13,7 @@ it, and each invocation's overrides are logged to OUT/invocations.jsonl.
 The run resumes exactly from `OUT/checkpoint.pt` whenever it is started again: the checkpoint
 holds its own config, weights, optimizer, step, every rank's RNG state and data position (after
 nanoGPT), so 2N steps equal N steps, a stop, and N more; the file and flags may change any
-setting except those the checkpoint fixes (`train_config.CHECKPOINT_FIXES`: architecture, seed,
+setting except those the checkpoint fixes (`vqvae_config.CHECKPOINT_FIXES`: architecture, seed,
 starting weights), whose overrides are dropped with a warning. Under torchrun, training runs with
 DistributedDataParallel (gloo on CPU, NCCL on GPU); each rank reads its shard of the data
 through a DistributedSampler, and the quantizers all-reduce their codebook statistics so that
@@ -20,32 +21,48 @@ every rank holds identical codebooks (checked at the end). At the end rank 0 wri
 OUT/MODEL_CARD.md, evaluated on `eval_images` with the benchmark code; `--export` writes the
 weights file the codec ships.
 
-This module is the loop; around it are `train_config` (settings and resume rules),
-`distributed` (Cluster, Sampler), `image_io` (the photos and their crops) and `model_card`.
+This module is the loop; around it are `vqvae_config` (settings and resume rules),
+`checkpoint` (atomic saves), `distributed` (Cluster, Sampler), `hvqcodec.image_io` (the photos
+and their crops) and `hvqcodec.model_card`.
 """
 
 import hashlib
 import json
 import math
-import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from hvqcodec.distributed import Cluster, Sampler
+from hvqcodec.families.vqvae.model import (
+    PAD_STRIDE,
+    HierarchicalVQVAE,
+    VQVAEConfig,
+    stream_stride,
+)
+from hvqcodec.families.vqvae.prior import HierarchicalPrior
+from hvqcodec.families.vqvae.weights import build, keep_stages, pack_weights
 from hvqcodec.image_io import image_paths, load_photos, random_crops
 from hvqcodec.layers.residual_quantize import dropout_stages
+from hvqcodec.layers.tiling import pad_to_stride
 from hvqcodec.metrics import psnr_from_mse
 from hvqcodec.model_card import card_markdown, hardware, model_card, plot_log
-from hvqcodec.models import build_model, hash_state, keep_stages, pack_weights
-from hvqcodec.priors import HierarchicalPrior, PriorConfig
-from hvqcodec.train_config import TABLES, TrainConfig, flag, read_config_file, resolve_config
-from hvqcodec.vqvae import HierarchicalVQVAE, VQVAEConfig, pad_to_stride, stream_stride
+from hvqcodec.priors import PriorConfig
+from hvqcodec.storage import hash_state
+from hvqcodec.training.checkpoint import atomic_save, float32, load
+from hvqcodec.training.distributed import Cluster, Sampler
+from hvqcodec.training.options import add_flags, given
+from hvqcodec.training.vqvae_config import (
+    TABLES,
+    TrainConfig,
+    flag,
+    read_config_file,
+    resolve_config,
+)
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -82,9 +99,9 @@ class Run:
         # resumed from, or of the autoencoder reused from another run.
         ck = reused = None
         if self.ckpt_path.exists():
-            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+            ck = load(self.ckpt_path)
         elif cfg.vqvae_from:
-            reused = torch.load(cfg.vqvae_from, map_location="cpu", weights_only=True)
+            reused = load(cfg.vqvae_from)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.gen = torch.Generator().manual_seed(cfg.seed + self.cluster.rank)
         self.vqvae = HierarchicalVQVAE(VQVAEConfig.from_dict(cfg.model))
@@ -107,10 +124,9 @@ class Run:
         """Warm start from a checkpoint or weights file. New modules (e.g. added bottom
         stages and their priors) keep their fresh initialisation; a new quantizer k-means
         initialises itself on its first batch."""
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = load(path)
         for part, module in (("vqvae", self.vqvae), ("prior", self.prior)):
-            state = {k: v.float() if v.is_floating_point() else v for k, v in ck[part].items()}
-            missing, unexpected = module.load_state_dict(state, strict=False)
+            missing, unexpected = module.load_state_dict(float32(ck[part]), strict=False)
             if unexpected:
                 raise SystemExit(f"{path}: {part} has parameters this model lacks: {unexpected}")
             if missing and self.cluster.main:
@@ -187,12 +203,7 @@ class Run:
             "optimizer": self.opt.state_dict(),
             "ranks": ranks,
         }
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(ck, f)
-            f.flush()
-            os.fsync(f.fileno())  # a machine stopped right after still has a whole checkpoint
-        os.replace(tmp, self.ckpt_path)
+        atomic_save(ck, self.ckpt_path)
 
     def log(self, record: dict) -> None:
         if not self.cluster.main:
@@ -274,7 +285,7 @@ class Run:
         self.vqvae.eval()
         codes = []
         for img in images:
-            x = pad_to_stride(img[None].float() / 255).to(self.cluster.device)
+            x = pad_to_stride(img[None].float() / 255, PAD_STRIDE).to(self.cluster.device)
             codes.append({k: v[0].cpu() for k, v in self.vqvae.encode(x).items()})
         return codes
 
@@ -349,9 +360,7 @@ class Run:
         if stages is not None:
             weights = keep_stages(weights, stages)
         if export:
-            tmp = Path(export).with_suffix(".tmp")
-            torch.save(weights, tmp)
-            os.replace(tmp, export)
+            atomic_save(weights, export)
             print(f"wrote {export}", flush=True)
         plot_log(self.log_path, self.out / "training.png")
         machine = hardware(self.cluster.device, self.cluster.world)
@@ -361,7 +370,7 @@ class Run:
             from hvqcodec.codec import Codec
             from hvqcodec.evaluate import evaluate
 
-            result = evaluate(Codec(build_model(weights)), Path(self.cfg.eval_images))
+            result = evaluate(Codec(build(weights)), Path(self.cfg.eval_images))
             card["evaluation"] = {"folder": self.cfg.eval_images, **result}
         (self.out / "model_card.json").write_text(json.dumps(card, indent=1))
         (self.out / "MODEL_CARD.md").write_text(card_markdown(card))
@@ -374,12 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", help="TOML or JSON file of settings; flags override it")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        if f.name in TABLES:
-            continue
-        default = getattr(defaults, f.name)
-        p.add_argument(flag(f.name), type=type(default), default=None, help=f"default {default!r}")
+    add_flags(p, TrainConfig, tables=TABLES, unset=True)
     p.add_argument(flag("model"), dest="model", help="JSON overrides for the autoencoder config")
     p.add_argument(flag("prior"), dest="prior", help="JSON overrides for the prior config")
     p.add_argument("--export", help="after training, write the shipped weights file here")
@@ -391,11 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.stop_after is not None and args.stop_after < 1:
         p.error("--stop-after must be at least 1")
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in fields(TrainConfig)
-        if f.name not in TABLES and getattr(args, f.name) is not None
-    }
+    overrides = given(args, TrainConfig, TABLES)
     try:
         for name in TABLES:
             if getattr(args, name):
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run = Run(cfg, cluster)
         run.stop_after = args.stop_after
-        command = "python -m hvqcodec.train " + shlex.join(argv)
+        command = "hvqcodec train --family vqvae " + shlex.join(argv)
         if cluster.main:
             entry = {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

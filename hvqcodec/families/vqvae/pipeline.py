@@ -1,5 +1,5 @@
 """The VQ-VAE family (hvq-v1, hvq-v2), one image through it and back (`hvqcodec.codec.Codec`
-runs it):
+runs it through `VQVAEModel`, this family's `hvqcodec.family.FamilyModel`):
 
     pixels --vqvae features--> top, middle, bottom stage latents --nearest codes (or rate-
            distortion optimised ones)--> code maps --integer priors (wavefront)--> streams
@@ -19,21 +19,69 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hvqcodec.models import Model
-from hvqcodec.range_coder import LevelDecoder, LevelEncoder
-from hvqcodec.vqvae import LEVELS, code_shapes, pad_to_stride
-
-PREVIEW_STREAMS = 2  # top and middle
+from hvqcodec.container import QUALITY_SCALE, HvqFile
+from hvqcodec.errors import HvqError
+from hvqcodec.families.vqvae.integer import IntegerPrior
+from hvqcodec.families.vqvae.model import LEVELS, PAD_STRIDE, HierarchicalVQVAE, code_shapes
+from hvqcodec.families.vqvae.prior import HierarchicalPrior
+from hvqcodec.family import (
+    DEFAULT_QUALITY,
+    PREVIEW_STREAMS,
+    Coded,
+    DecodedStreams,
+    Trial,
+    check_stream_count,
+    to_pixels,
+)
+from hvqcodec.layers.tiling import pad_to_stride
+from hvqcodec.range_coder import WavefrontDecoder, WavefrontEncoder
+from hvqcodec.rate_control import StageScale
 
 
 @dataclass
-class Coded:
-    """One level's stream, with its codes and its coder (for statistics and timings)."""
+class VQVAEModel:
+    """A loaded hvq-v1 or hvq-v2 model (`hvqcodec.family.FamilyModel`)."""
 
-    stream: bytes
-    codes: np.ndarray
-    coder: LevelEncoder
-    seconds: float  # in the prior and the coder
+    name: str
+    model_id: int
+    vqvae: HierarchicalVQVAE
+    prior: HierarchicalPrior  # float, as trained
+    integer_prior: IntegerPrior  # its integer-exact twin, which gives the coder probabilities
+    scale: StageScale | None = None  # None: `StageScale.even` over its bottom stages
+    default_quality: float = DEFAULT_QUALITY
+
+    def __post_init__(self) -> None:
+        if self.scale is None:
+            self.scale = StageScale.even(self.vqvae.config.bottom_stages)
+
+    @property
+    def qualities(self) -> tuple[float, ...]:
+        """The knots of its scale, each a whole number of bottom stages."""
+        return tuple(q / QUALITY_SCALE for q in self.scale.qualities)
+
+    @property
+    def max_streams(self) -> int:
+        return len(self.vqvae.streams)
+
+    def encoder(self, rgb: np.ndarray, effort: int = 0) -> "Encoder":
+        if effort:
+            raise HvqError(f"effort above 0 needs an hvq-v3 model; {self.name} has no fine "
+                           "symbols to refine")  # fmt: skip
+        return Encoder(self, rgb)
+
+    def decode_streams(self, width: int, height: int, hundredths: int, streams: list[bytes]):
+        """The quality is in the streams themselves: as many bottom stages as it coded."""
+        return decode_streams(self, width, height, streams)
+
+    def check_header(self, header: HvqFile) -> None:
+        check_stream_count(header, self.max_streams)
+
+    def float_bits(self, codes: dict[str, np.ndarray], hundredths: int) -> dict[str, float]:
+        """Under the float priors; the codes alone fix the cost, whatever the quality."""
+        return float_bits(self, codes)
+
+    def codebook_sizes(self) -> dict[str, int]:
+        return {k: q.num_codes for k, q in self.vqvae.quantizers.items()}
 
 
 class Encoder:
@@ -42,12 +90,12 @@ class Encoder:
     only its last, rate-distortion weighted, stage."""
 
     @torch.no_grad()
-    def __init__(self, model: Model, rgb: np.ndarray) -> None:
+    def __init__(self, model: VQVAEModel, rgb: np.ndarray) -> None:
         self.model, self.vqvae = model, model.vqvae
         self.height, self.width = rgb.shape[:2]
         self.shapes = code_shapes(self.height, self.width, self.vqvae.streams)
         x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
-        self.feats = self.vqvae.features(pad_to_stride(x))
+        self.feats = self.vqvae.features(pad_to_stride(x, PAD_STRIDE))
         self.nearest: dict[str, Coded] = {}  # streams coded with nearest codes, in order
         self.quantized: dict[str, torch.Tensor] = {}
         self.targets: dict[str, torch.Tensor] = {}
@@ -75,7 +123,7 @@ class Encoder:
     def _code(self, name: str, lam: float) -> Coded:
         upper = {k: c.codes for k, c in self.nearest.items()}
         quantizer = self.vqvae.quantizers[name]
-        coder = LevelEncoder(quantizer.map_distances(self._target(name)).numpy(), lam)
+        coder = WavefrontEncoder(quantizer.map_distances(self._target(name)).numpy(), lam)
         t = time.perf_counter()
         codes = _code_level(self.model, name, upper, self.shapes[name], coder)
         return Coded(coder.finish(), codes, coder, time.perf_counter() - t)
@@ -89,63 +137,52 @@ class Encoder:
         return self.nearest[name]
 
     @torch.no_grad()
-    def streams(self, quality: int) -> dict[str, Coded]:
-        """The coded streams of quality `quality` (hundredths), in file order."""
-        stages, lam = self.model.scale.point(quality)
+    def streams(self, hundredths: int) -> Trial:
+        """The coded streams of one quality, in file order."""
+        stages, lam = self.model.scale.point(hundredths)
         names = self.vqvae.streams[: PREVIEW_STREAMS + stages]
         out = {name: self._nearest(name) for name in names[:-1]}
         last = names[-1]
         out[last] = self._nearest(last) if lam == 0 or last in LEVELS[:2] else self._code(last, lam)
-        return out
+        return Trial(hundredths, out)
 
     @torch.no_grad()
-    def reconstruct(self, coded: dict[str, Coded], quality: int) -> np.ndarray:
-        """The pixels a decoder will make of these streams (of any quality)."""
-        return decode_pixels(self.model, {n: c.codes for n, c in coded.items()},
+    def reconstruct(self, trial: Trial) -> np.ndarray:
+        return decode_pixels(self.model, {n: c.codes for n, c in trial.coded.items()},
                              self.height, self.width)  # fmt: skip
 
 
-def _code_level(model: Model, name: str, upper: dict[str, np.ndarray], shape, coder):
+def _code_level(model: VQVAEModel, name: str, upper: dict[str, np.ndarray], shape, coder):
     """Stream `name`'s integer prior over its map, conditioned on the streams before it,
     driving `coder` (encoder or decoder): the codes."""
-    return model.coder.levels[name].code(model.prior.upper_of(name, upper), shape, coder)
+    return model.integer_prior.levels[name].code(model.prior.upper_of(name, upper), shape, coder)
 
 
-def to_pixels(y: torch.Tensor) -> np.ndarray:
-    """A (3, H, W) image in [0, 1] as (H, W, 3) uint8, as every decoder rounds it."""
-    pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(pixels)
-
-
-def decode_pixels(model: Model, codes: dict[str, np.ndarray], height: int, width: int):
+def decode_pixels(model: VQVAEModel, codes: dict[str, np.ndarray], height: int, width: int):
     """Code maps -> (H, W, 3) uint8 through the VQ-VAE decoder."""
     maps = {name: torch.from_numpy(c)[None] for name, c in codes.items()}
     return to_pixels(model.vqvae.decode(maps)[0, :, :height, :width])
 
 
-def decode_streams(model: Model, width: int, height: int, streams: list[bytes]):
-    """A file's streams (a prefix of at least two) -> ((H, W, 3) uint8, codes, coders,
-    seconds in the priors)."""
+def decode_streams(
+    model: VQVAEModel, width: int, height: int, streams: list[bytes]
+) -> DecodedStreams:
+    """A file's streams (a prefix of at least two)."""
     start = time.perf_counter()
     names = model.vqvae.streams[: len(streams)]
     shapes = code_shapes(height, width, names)
     codes: dict[str, np.ndarray] = {}
     coders = {}
     for name, stream in zip(names, streams):
-        coders[name] = LevelDecoder(stream)
+        coders[name] = WavefrontDecoder(stream)
         codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
     in_priors = time.perf_counter() - start
-    return decode_pixels(model, codes, height, width), codes, coders, in_priors
+    return DecodedStreams(decode_pixels(model, codes, height, width), codes, coders, in_priors)
 
 
 @torch.no_grad()
-def float_bits(model: Model, codes: dict[str, np.ndarray], quality: int) -> dict[str, float]:
+def float_bits(model: VQVAEModel, codes: dict[str, np.ndarray]) -> dict[str, float]:
     """What a file's code maps would cost under the float priors as trained (not what the
     coder sees): the measure of what integer-exact coding costs."""
     maps = {k: torch.from_numpy(v)[None] for k, v in codes.items()}
     return {k: float(b) * codes[k].size for k, b in model.prior(maps).items()}
-
-
-def codebook_sizes(model: Model) -> dict[str, int]:
-    """Codes per codebook of each VQ level (a scalar level has none)."""
-    return {k: q.num_codes for k, q in model.vqvae.quantizers.items()}
