@@ -2,7 +2,8 @@
 (or a run's log.jsonl): validation PSNR and bpp per trained quality against CPU-hours, and the
 latest rate-distortion curve beside hvq-v2's on the same photos.
 
-    python -m benchmarks.campaign --log checkpoints/hvq-v3.pt --out checkpoints/campaign.png
+    python -m benchmarks.campaign --log checkpoints/hvq-v3-campaign.pt \
+        --out checkpoints/campaign.png
 """
 
 import argparse
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--log", required=True, type=Path, help="compact checkpoint or log.jsonl")
     p.add_argument("--baseline", type=Path,
-                   default=Path("benchmarks/results/validation-hvq-v2.json"))  # fmt: skip
+                   default=Path("benchmarks/results/training/validation-hvq-v2.json"))  # fmt: skip
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--card", type=Path, metavar="CARD.json",
                    help="also write the model card of the checkpoint (--log, a .pt) here, and "

@@ -4,7 +4,8 @@ amortization gap (Cremer et al., "Inference Suboptimality in Variational Autoenc
 Compression", CVPRW 2019.
 
     python -m benchmarks.latent_gap --images ../shared/data/train \
-        --checkpoint checkpoints/hvq-v3.pt --out benchmarks/results/latent_gap.json
+        --checkpoint checkpoints/hvq-v3-campaign.pt \
+        --out benchmarks/results/training/latent_gap-step63752.json
 
 For validation photos (configs/validation.txt, centre crops), at each quality: the fine
 symbols the analysis gives, then the same symbols refined by gradient descent on the training

@@ -1,7 +1,7 @@
 """Sweep the 0-100 quality scale on training photos (never on the test set): the measurements
 behind a model's scale (where its knots go) and its monotonicity.
 
-    python -m benchmarks.quality_sweep --images ../shared/data/train --count 12 \
+    python -m benchmarks.quality_sweep --images ../shared/data/train --count 12 --model hvq-v2 \
         --out benchmarks/results/quality_scale-hvq-v2.json
 """
 

@@ -94,20 +94,6 @@ def qualities_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def depth_table(runs: list[dict]) -> str:
-    lines = [
-        "| prior (non-causal depth) | mean bpp | median decode (s) | median encode (s) |",
-        "|---|---|---|---|",
-    ]
-    for r in runs:
-        m = r["mean"]
-        lines.append(
-            f"| {r['label']} | {m['bpp']:.4f} | {m['median_decode_s']:.2f} | "
-            f"{m['median_encode_s']:.2f} |"
-        )
-    return "\n".join(lines)
-
-
 def replace_block(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
     if not pattern.search(text):
@@ -312,14 +298,6 @@ def main(argv: list[str] | None = None) -> None:
     if quality_files:
         runs = [json.loads(f.read_text()) for f in quality_files]
         text = replace_block(text, "qualities", qualities_table(runs))
-    depth_files = sorted(args.results.glob("depth-*.json"))
-    if depth_files:
-        runs = []
-        for f in depth_files:
-            r = json.loads(f.read_text())
-            r["label"] = f.stem.removeprefix("depth-")
-            runs.append(r)
-        text = replace_block(text, "prior-depth", depth_table(runs))
     args.readme.write_text(text)
     print(f"updated {args.readme}")
 

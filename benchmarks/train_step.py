@@ -1,7 +1,7 @@
 """Training step time of hvq-v3 on this machine: forward, backward and Adam on the trainer's
 batch (`RDTrainConfig`: 8 x 192^2), each way of running it on this CPU.
 
-    python -m benchmarks.train_step --out benchmarks/results/train_step-avx2.json
+    python -m benchmarks.train_step --out benchmarks/results/training/train_step-avx2.json
 
 Variants: float32, float32 + channels_last, bf16 autocast + channels_last (marked emulated
 where the CPU has no bf16 hardware, `precision.native_bf16`: the trainer then uses float32), and

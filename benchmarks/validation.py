@@ -2,7 +2,7 @@
 folder (configs/validation.txt) that hvq-v3's design decisions are made on; never Kodak.
 
     python -m benchmarks.validation --images ../shared/data/train --model hvq-v2 \
-        --out benchmarks/results/validation-hvq-v2.json
+        --out benchmarks/results/training/validation-hvq-v2.json
 
 Each photo is centre-cropped as the trainer's validation does (`hvqcodec.training.hyper`), then
 coded at every quality through the real codec: bpp from the file's size, RGB PSNR. With

@@ -17,7 +17,7 @@ Names used throughout:
 """
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -75,6 +75,7 @@ class StreamEncoder(Protocol):
         """The (H, W, 3) uint8 pixels a decoder will make of a trial's streams."""
 
 
+@runtime_checkable
 class FamilyModel(Protocol):
     """A loaded model of one family: float networks and their integer-exact twins."""
 

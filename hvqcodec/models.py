@@ -46,7 +46,7 @@ SHIPPED: dict[str, ShippedModel] = {
     ),
     # Quality 0..100 spans its six trained gains evenly, interpolated between them.
     "hvq-v3": ShippedModel("hvq-v3.pt", 0x43FE2DB3),
-    # hvq-v3's campaign at 10.69 CPU-hours (checkpoints/README.md); same scale.
+    # hvq-v3's campaign at 10.69 CPU-hours (docs/training-hvq-v3.md); same scale.
     "hvq-v3.1": ShippedModel("hvq-v3.1.pt", 0x0DA3E743),
 }
 DEFAULT_MODEL = "hvq-v3.1"

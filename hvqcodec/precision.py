@@ -1,9 +1,10 @@
 """Where bf16 autocast pays: on bf16 hardware only.
 
-Training (`train_rd`) and the encoder's refinement (`refinement`) run their convolutions in
-bf16 where the processor computes it natively; elsewhere torch emulates it at many times the
-cost of float32 (on a Zen 3 EPYC, AVX2 only, hvq-v3's training step took 16.1 s in bf16 against
-1.7 s in float32: `benchmarks/results/train_step-avx2.json`), so they stay in float32.
+Training (`training.hyper`) and the encoder's refinement (`families.hyper.refinement`) run
+their convolutions in bf16 where the processor computes it natively; elsewhere torch emulates
+it at many times the cost of float32 (on a Zen 3 EPYC, AVX2 only, hvq-v3's training step took
+16.1 s in bf16 against 1.7 s in float32: `benchmarks/results/training/train_step-avx2.json`), so
+they stay in float32.
 """
 
 import torch

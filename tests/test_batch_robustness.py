@@ -91,6 +91,7 @@ def test_verbose_adds_the_traceback_of_an_unexpected_exception(folder, weights, 
     assert r.exit_code == 1 and "Traceback" in r.output and "KeyError" in r.output
 
 
+@pytest.mark.slow
 def test_the_api_raises_hvqerror_with_the_cause_chained(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
     with pytest.raises(hvqcodec.HvqError) as e:

@@ -11,6 +11,7 @@ from hvqcodec.families.vqvae.weights import save_weights
 from tests.conftest import IMAGES
 
 
+@pytest.mark.slow
 def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_codec):
     images = tmp_path / "images"
     images.mkdir()
@@ -70,6 +71,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     assert "### Evaluation on `f`" in filled and "| dog.png |" in filled
 
 
+@pytest.mark.slow
 def test_the_rd_benchmark_measures_a_higher_effort_as_its_own_curve(tmp_path):
     from tests.conftest import tiny_hyper
 

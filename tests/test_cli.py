@@ -143,6 +143,7 @@ def test_directory_input_parallel_jobs_and_summary(work, weights):
     assert sorted(p.name for p in out.iterdir()) == ["dog.png", "dog2.png"]
 
 
+@pytest.mark.slow
 def test_metadata_kept_by_default_and_dropped_by_strip(work, weights):
     from PIL import ImageCms
 
@@ -157,6 +158,7 @@ def test_metadata_kept_by_default_and_dropped_by_strip(work, weights):
     assert "icc_profile" not in Image.open(work / "b.png").info
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     import subprocess
     import sys
@@ -236,6 +238,7 @@ def test_ctrl_c_in_a_batch_stops_cleanly(work, weights, monkeypatch):
     assert cli("info", work / "dog.hvq").exit_code == 0  # the finished output is whole
 
 
+@pytest.mark.slow
 def test_unwritable_output_directory(work, weights, monkeypatch):
     import tempfile
 
@@ -253,6 +256,7 @@ def staged_weights(tmp_path_factory, staged_codec):
     return saved(staged_codec, tmp_path_factory.mktemp("w"))
 
 
+@pytest.mark.slow
 def test_quality_and_preview(work, staged_weights):
     sizes = {}
     for q in (10, 62.5, 100):

@@ -6,6 +6,7 @@ import pytest
 from tests.fuzz_hvq import FAMILIES, cases, check, fuzz_codec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_structure_aware_fuzz_10000_cases(family):
     codec = fuzz_codec(family)

@@ -12,6 +12,7 @@ from tests.conftest import assert_same_up_to_rounding
 from tests.make_golden import GOLDEN, codes_digest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_golden_files_decode_to_the_recorded_codes_and_pixels(name):
     """Each model ever shipped keeps decoding the file it wrote, with its own weights: the
@@ -23,6 +24,7 @@ def test_golden_files_decode_to_the_recorded_codes_and_pixels(name):
     assert_same_up_to_rounding(decoded.image, Image.open(GOLDEN / f"dog.{name}.png"))
 
 
+@pytest.mark.slow
 def test_demo_writes_the_sample_and_its_decoding(tmp_path):
     r = CliRunner().invoke(main, ["demo", "-o", str(tmp_path)], catch_exceptions=False)
     assert r.exit_code == 0, r.output

@@ -31,6 +31,7 @@ def digest(image: Image.Image) -> str:
     return hashlib.sha256(image.convert("RGB").tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_golden_files_decode_through_every_default_path(name, tmp_path):
     data, expected = golden(name), digest(decoded(name))
@@ -47,6 +48,7 @@ def test_golden_files_decode_through_every_default_path(name, tmp_path):
     assert r.exit_code == 0 and f"model {name}" in r.output and "total" in r.output, r.output
 
 
+@pytest.mark.slow
 def test_a_mixed_batch_decompresses_in_one_run_with_workers(tmp_path):
     for name in SHIPPED:
         (tmp_path / f"{name}.hvq").write_bytes(golden(name))
@@ -56,6 +58,7 @@ def test_a_mixed_batch_decompresses_in_one_run_with_workers(tmp_path):
         assert_same_up_to_rounding(Image.open(tmp_path / f"{name}.png"), decoded(name))
 
 
+@pytest.mark.slow
 def test_models_load_lazily_and_once():
     shipped_codec.cache_clear()
     data = golden("hvq-v1")
@@ -121,6 +124,7 @@ def test_open_reads_the_header_and_chunks_only_and_verify_checks_the_crc(monkeyp
         im.verify()
 
 
+@pytest.mark.slow
 def test_an_incremental_parser_knows_the_size_from_the_header_and_decodes_on_close():
     data, expected = golden("hvq-v2"), digest(decoded("hvq-v2"))
     header = container.header_of(data)

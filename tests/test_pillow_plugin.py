@@ -1,12 +1,14 @@
 """The Pillow plugin through real Pillow calls."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import hvqcodec
 from tests.conftest import IMAGES
 
 
+@pytest.mark.slow
 def test_save_open_load_thumbnail_convert(tmp_path, monkeypatch):
     src = Image.open(IMAGES / "dog.png")
     path = tmp_path / "dog.hvq"

@@ -39,12 +39,14 @@ def test_qualities_become_hundredths_rounding_half_up_and_refusing_non_numbers()
             to_hundredths(bad)
 
 
+@pytest.mark.slow
 def test_a_shipped_model_loaded_from_its_file_keeps_its_scale():
     from hvqcodec.models import shipped_path
 
     assert Codec(str(shipped_path("hvq-v2"))).model.scale == Codec("hvq-v2").model.scale
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hyper", "staged_codec"])
 def test_rate_rises_along_the_scale(name, request, dog):
     codec = request.getfixturevalue(name)
@@ -52,6 +54,7 @@ def test_rate_rises_along_the_scale(name, request, dog):
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
 
+@pytest.mark.slow
 def test_the_shipped_scale_is_monotonic_in_rate_and_psnr(shipped_codec, dog):
     rows = []
     for q in (0, 20, 40, 50, 60, 70, 75, 80, 90, 95, 100):
@@ -140,6 +143,7 @@ def test_impossible_targets_write_the_nearest_miss_or_fail_when_strict(hyper, do
     assert enc.quality == 0 and "quality 0 (the lowest) gives" in enc.notes[-1]
 
 
+@pytest.mark.slow
 def test_a_target_inside_a_rate_jump_lands_on_the_safe_side_with_a_note(dog):
     codec = Codec("hvq-v2")
     below, above = (len(codec.encode(dog, q)) for q in (50, 50.01))  # stage 2 comes in
@@ -170,6 +174,7 @@ def test_bad_target_combinations_raise_hvqerror(hyper, dog, kwargs, match):
         encode(dog, model=hyper, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_targets_per_file_and_their_errors(tmp_path, hyper, dog):
     weights = tmp_path / "tiny.pt"
     torch.save(tiny_hyper(), weights)
@@ -205,6 +210,7 @@ def test_cli_targets_per_file_and_their_errors(tmp_path, hyper, dog):
     assert r.exit_code == 0 and "note:" in r.output and (tmp_path / "x.hvq").exists()
 
 
+@pytest.mark.slow
 def test_the_targets_benchmark_runs_on_one_image(tmp_path):
     from benchmarks import readme, targets
 

@@ -46,6 +46,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_every_line_of_the_use_block_runs(workdir):
     lines = [ln.split("#", 1)[0].strip() for ln in use_block("sh").splitlines()]
     assert len([ln for ln in lines if ln]) >= 8
@@ -65,6 +66,7 @@ def test_every_line_of_the_use_block_runs(workdir):
     assert sorted(p.name for p in (workdir / "out").iterdir()) == ["a.hvq"]
 
 
+@pytest.mark.slow
 def test_the_python_snippet_runs(workdir):
     code = use_block("python")
     env = {"__name__": "readme"}

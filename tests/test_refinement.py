@@ -35,6 +35,7 @@ def file_loss(codec: Codec, rgb: np.ndarray, data: bytes) -> float:
     return lam(codec) * mse + 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tile", [refinement.TILE, 4])
 def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, tile):
     """With the shipped model (a random one's synthesis barely responds to its latent)."""
@@ -64,12 +65,14 @@ def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, 
     assert loss(refined) < 0.97 * loss(centred)  # measured: 6% lower in one tile, 5% in many
 
 
+@pytest.mark.slow
 def test_effort_lowers_the_loss_of_real_files(shipped_codec, dog):
     plain = shipped_codec.encode(dog, QUALITY / 100)
     refined = shipped_codec.encode(dog, QUALITY / 100, effort=1)
     assert file_loss(shipped_codec, dog, refined) < 0.97 * file_loss(shipped_codec, dog, plain)
 
 
+@pytest.mark.slow
 def test_effort_gives_exact_reproducible_files(codec, dog):
     first = codec.encode_detailed(dog, QUALITY / 100, effort=1)
     assert first.data == codec.encode(dog, QUALITY / 100, effort=1)  # SGA's draws are seeded
@@ -78,6 +81,7 @@ def test_effort_gives_exact_reproducible_files(codec, dog):
         np.testing.assert_array_equal(decoded.codes[name], codes)
 
 
+@pytest.mark.slow
 def test_effort_works_with_a_target_and_through_pillow(codec, dog, monkeypatch):
     budget = len(codec.encode(dog, 50))
     enc = codec.encode_detailed(dog, target_size=budget, effort=1)

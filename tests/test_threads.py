@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from hvqcodec import Codec
@@ -24,6 +25,7 @@ else:
 """
 
 
+@pytest.mark.slow
 def test_same_file_decodes_identically_under_1_and_2_threads(wide_prior_codec, dog):
     codec = wide_prior_codec
     previous = torch.get_num_threads()
@@ -41,6 +43,7 @@ def test_same_file_decodes_identically_under_1_and_2_threads(wide_prior_codec, d
         np.testing.assert_array_equal(one.codes[level], two.codes[level])
 
 
+@pytest.mark.slow
 def test_encode_and_decode_in_processes_with_different_thread_counts(tmp_path, wide_prior_codec):
     from tests.conftest import IMAGES
 

@@ -1,5 +1,6 @@
 """Tiled full-resolution layers give the numbers of one pass over the whole image."""
 
+import pytest
 import torch
 
 from hvqcodec.families.vqvae.model import LEVELS
@@ -14,6 +15,7 @@ def run(vqvae, x, tile):
         return vqvae.features(x)["bottom"], codes, vqvae.decode(codes)
 
 
+@pytest.mark.slow
 def test_tiled_encoder_equals_untiled_bit_for_bit_and_decoder_to_the_last_bit_or_two():
     vqvae = tiny_model().vqvae
     x = torch.rand(1, 3, 96, 160, generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from hvqcodec import Codec
-from hvqcodec.training.vqvae import main as train_main
+from hvqcodec.training import main as training_main
 from tests.conftest import IMAGES, TINY_PRIOR, TINY_VQ
 
 TINY_ARGS = [
@@ -29,6 +29,16 @@ def data(tmp_path):
     dog.save(folder / "dog.png")
     dog.transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(folder / "dog-flipped.png")
     return folder
+
+
+def train_main(args: list[str]) -> None:
+    """The VQ-VAE family's trainer, as `hvqcodec train --family vqvae` runs it."""
+    training_main(["--family", "vqvae", *args])
+
+
+def test_an_unknown_family_is_refused():
+    with pytest.raises(SystemExit, match="--family takes one of: hyper, vqvae"):
+        training_main(["--family", "vq-vae", "--data", "x"])
 
 
 def tiny(data, out, *extra):
@@ -58,6 +68,7 @@ def test_tiny_training_run_exports_a_working_model_and_a_card(tmp_path, data, do
     assert codec.decode(codec.encode(dog)).size == (160, 272)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, data):
     """2N steps == N steps, a stop, N more (across the phase boundary too)."""
     steps = ["--vq-steps", "4", "--prior-steps", "4"]
@@ -122,6 +133,7 @@ def test_config_file_with_overrides_logged(tmp_path, data):
         train_main(["--config", str(tmp_path / "missing.toml")])
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_weights_and_codebooks(tmp_path, data):
     out = tmp_path / "ddp"
     cmd = [
@@ -142,6 +154,7 @@ def test_two_gloo_ranks_end_with_identical_weights_and_codebooks(tmp_path, data)
     assert np.isfinite(ck["vqvae"]["quantizers.top.codebook"].numpy()).all()
 
 
+@pytest.mark.slow
 def test_adding_bottom_stages_warm_starts_from_a_smaller_model(tmp_path, data, dog):
     base = tmp_path / "base.pt"
     train_main([*tiny(data, tmp_path / "a", "--vq-steps", "2", "--prior-steps", "1"),

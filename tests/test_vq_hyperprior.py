@@ -11,7 +11,7 @@ from hvqcodec import Codec, entropy_models, storage
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.layers.gain import GainUnits
 from hvqcodec.layers.gdn import GDN
-from hvqcodec.training.hyper import main as train_main
+from hvqcodec.training import main as train_main  # the default family: hvq-v3's
 from tests.conftest import IMAGES, TINY_PRIOR
 
 TINY = {"channels": 8, "latent": 8, "hyper_channels": 8, "code_dim": 4,

@@ -32,7 +32,7 @@ def model_id(weights: dict) -> int:
 
 # The synthesis, which the pixels come from, stays float16: with it in int8 too, hvq-v3 lost up
 # to 0.05 dB on the validation photos, without it 0.006 at most (benchmarks/results/
-# validation-step43010-*.json).
+# training/validation-step43010-*.json).
 KEEP_FLOAT16 = ("synthesis.",)
 
 
