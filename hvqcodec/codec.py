@@ -96,12 +96,12 @@ class Codec:
     ) -> None:
         """`max_pixels`: files claiming more pixels are refused before decoding (None: no limit)."""
         self.max_pixels = max_pixels
-        if isinstance(model, str) and model in SHIPPED:
-            self.model = load_shipped(model)
-        elif isinstance(model, (str, Path)):
-            self.model = load_weights(model)
-        else:
+        if isinstance(model, FamilyModel):
             self.model = model
+        elif isinstance(model, str) and model in SHIPPED:
+            self.model = load_shipped(model)
+        else:
+            self.model = load_weights(model)
 
     @property
     def name(self) -> str:
@@ -143,7 +143,7 @@ class Codec:
         no quality meets gives the nearest miss with a note, or with `strict` an HvqError.
         `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
         `effort` 1 to 3 refines the fine symbols of an hvq-v3 model for a better rate-distortion
-        trade-off, at many times the encoding time (`refinement`); 0 does not."""
+        trade-off, at many times the encoding time (`families.hyper.refinement`); 0 does not."""
         start = time.perf_counter()
         asked = None if quality is None else to_hundredths(quality)  # refused before any work
         check_effort(effort)

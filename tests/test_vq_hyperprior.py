@@ -112,6 +112,12 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
                 "--init-from", str(compact)])  # fmt: skip
     rows = [json.loads(line) for line in open(tmp_path / "next" / "log.jsonl")]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]  # the log goes on
+    # A larger model grows from the checkpoint (`families.hyper.growth`) and trains on.
+    bigger = json.dumps({"latent": 12, "synthesis_blocks": 1, "context_groups": [4, 8]})
+    train_main([*args, "--out", str(tmp_path / "grown"), "--max-steps", "5",
+                "--init-from", str(compact), "--model-json", bigger])  # fmt: skip
+    grown = torch.load(tmp_path / "grown" / "checkpoint.pt", weights_only=True)
+    assert grown["config"]["model"]["latent"] == 12 and grown["counters"]["step"] == 5
     # The compact checkpoint exports to weights the codec ships: at this width few tensors
     # are large, so int8 is asked of smaller ones.
     monkeypatch.setattr(storage, "INT8_MIN_SIZE", 256)

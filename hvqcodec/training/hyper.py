@@ -16,9 +16,11 @@ OUT/checkpoint.pt describes itself (config, weights, optimizer, step, CPU second
 position) and the run resumes from it when started again, after nanoGPT. `--compact PATH`
 writes the fp16 weights with the config and counters alone, small enough to commit;
 `--init-from` starts a new run from one (fresh optimizer, warm-up), which is how a campaign
-moves from machine to machine. `--init-from CKPT --export WEIGHTS --name NAME` writes a
-checkpoint as a weights file the package can ship (large tensors outside the synthesis int8;
-`--float16` keeps them float16).
+moves from machine to machine; with a `--model-json` that makes the model larger (more latent
+channels, blocks, rate points, a context model) it grows the checkpoint's model into it without
+changing its function (`hvqcodec.families.hyper.growth`). `--init-from CKPT --export WEIGHTS
+--name NAME` writes a checkpoint as a weights file the package can ship (large tensors outside
+the synthesis int8; `--float16` keeps them float16).
 """
 
 import argparse
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from hvqcodec.families.hyper.growth import grow
 from hvqcodec.families.hyper.model import PAD_STRIDE, RDOutput, VQHyperprior, VQHyperpriorConfig
 from hvqcodec.families.hyper.weights import pack_weights
 from hvqcodec.image_io import load_photos, random_crops
@@ -171,12 +174,12 @@ class Run:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.model = VQHyperprior(VQHyperpriorConfig.from_dict(cfg.model))
         self.counters = {"step": 0, "cpu_seconds": 0.0, "last_eval": 0.0, "steps_before": 0}
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.resumed, self.warm_from, self.sampler_state = ck is not None, 0, None
+        if init is not None:
+            self._initialise(init)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         if ck is not None:
             self._resume(ck)
-        elif init is not None:
-            self._initialise(init)
         self.model.to(self.device).train()
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -191,8 +194,17 @@ class Run:
         print(f"resumed {self.ckpt_path} at step {self.counters['step']}", flush=True)
 
     def _initialise(self, init: dict) -> None:
-        """From a compact or full checkpoint: its weights and counters, a fresh optimizer."""
-        self.model.load_state_dict(float32(init["model"]))
+        """From a compact or full checkpoint: its weights and counters, a fresh optimizer. A
+        config that `--model-json` made larger than the checkpoint's grows its model
+        (`families.hyper.growth`)."""
+        old = VQHyperprior(VQHyperpriorConfig.from_dict(init["config"]["model"]))
+        old.load_state_dict(float32(init["model"]))
+        shapes = {k: v.shape for k, v in self.model.state_dict().items()}
+        if shapes == {k: v.shape for k, v in old.state_dict().items()}:
+            self.model.load_state_dict(old.state_dict())
+        else:
+            self.model = grow(old, self.model.config)
+            print(f"grown from {init['config']['model']}", flush=True)
         self.counters = {k: init[k] for k in self.counters}
         self.warm_from = self.counters["step"]
         if init.get("log") and not self.log_path.exists():  # the campaign's curve goes on

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hvqcodec import entropy_models
+from hvqcodec.families.hyper.context import ChannelContext
 from hvqcodec.families.hyper.transforms import HyperAnalysis, HyperSynthesis, analysis, synthesis
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.gain import GainUnits
@@ -37,7 +38,7 @@ STREAMS = VQ_LEVELS + ("fine",)
 STRIDES = {"top": 64, "middle": 32, "fine": 16}  # pixels per position of each stream
 PAD_STRIDE = STRIDES["top"]  # image sides are padded to a multiple of the coarsest stride
 # How far, in fine-latent positions, a fine symbol's pixels reach, and so the halo of tiles of
-# the synthesis: four 5x5 stride-2 layers reach under 2.
+# the synthesis: four 5x5 stride-2 layers reach under 2 (`synthesis_reach` adds its blocks').
 SYNTHESIS_REACH = 4
 
 
@@ -59,6 +60,13 @@ class VQHyperpriorConfig:
     # convention: lambda * 255^2 * MSE + bpp). One gain vector per entry.
     lambdas: tuple[float, ...] = field(default_factory=_lambdas)
     prior: dict = field(default_factory=lambda: PriorConfig().to_dict())
+    # Capacity at stride 8 (`transforms.identity_blocks`) and a context model for the fine
+    # level (`context.ChannelContext`: group sizes summing to `latent`; none when empty). The
+    # defaults are hvq-v3's, whose files predate these settings.
+    analysis_blocks: int = 0
+    synthesis_blocks: int = 0
+    context_groups: tuple[int, ...] = ()
+    context_channels: int = 128
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,9 +74,16 @@ class VQHyperpriorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "VQHyperpriorConfig":
         d = dict(d)
-        d["codebook_sizes"] = tuple(d["codebook_sizes"])
-        d["lambdas"] = tuple(d["lambdas"])
+        for key in ("codebook_sizes", "lambdas", "context_groups"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
+
+    @property
+    def synthesis_reach(self) -> int:
+        """SYNTHESIS_REACH, plus a position for each residual block: its two 3x3 convolutions
+        at stride 8 reach two pixels there."""
+        return SYNTHESIS_REACH + self.synthesis_blocks
 
 
 @dataclass
@@ -84,8 +99,12 @@ class VQHyperprior(nn.Module):
     def __init__(self, config: VQHyperpriorConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or VQHyperpriorConfig()
-        self.analysis = analysis(cfg.channels, cfg.latent, cfg.activation, cfg.attention)
-        self.synthesis = synthesis(cfg.channels, cfg.latent, cfg.activation, cfg.upsample)
+        self.analysis = analysis(
+            cfg.channels, cfg.latent, cfg.activation, cfg.attention, cfg.analysis_blocks
+        )
+        self.synthesis = synthesis(
+            cfg.channels, cfg.latent, cfg.activation, cfg.upsample, cfg.synthesis_blocks
+        )
         self.hyper_analysis = HyperAnalysis(cfg.latent, cfg.hyper_channels, cfg.code_dim)
         self.hyper_synthesis = HyperSynthesis(cfg.latent, cfg.hyper_channels, cfg.code_dim)
         self.quantizers = nn.ModuleDict(
@@ -101,6 +120,11 @@ class VQHyperprior(nn.Module):
         )
         self.gains = GainUnits(len(cfg.lambdas), cfg.latent)
         self.register_buffer("lambdas", torch.tensor(cfg.lambdas), persistent=False)
+        self.context = None
+        if cfg.context_groups:
+            if sum(cfg.context_groups) != cfg.latent:
+                raise ValueError(f"context groups {cfg.context_groups} do not sum to {cfg.latent}")
+            self.context = ChannelContext(cfg.context_groups, cfg.context_channels)
 
     def side_information(self, y: torch.Tensor) -> tuple[dict, dict, torch.Tensor]:
         """Fine latent -> (VQ quantizer outputs, quantized vectors, commitment loss). The
@@ -136,19 +160,33 @@ class VQHyperprior(nn.Module):
         indices = {n: o.indices for n, o in outs.items()}
         bits = self.prior_bits(indices)
         mean, log_scale = self.hyper_synthesis(quantized["top"], quantized["middle"])
-        gain, log_gain = self.gains.gain(rate_index), self.gains.log_gain(rate_index)
         with torch.autocast(x.device.type, enabled=False):
-            y_g, mean_g = y.float() * gain, mean.float() * gain
-            log_scale_g = log_scale.float() + log_gain
-            centred = y_g - mean_g
-            rate_in = entropy_models.noisy(centred) if self.training else torch.round(centred)
-            bits["fine"] = entropy_models.bits(rate_in, log_scale_g).flatten(1).sum(1)
-            y_hat = (entropy_models.round_through(centred) + mean_g) * self.gains.inverse(
-                rate_index
-            )
+            y_hat, bits["fine"] = self.fine_level(y.float(), mean.float(), log_scale.float(),
+                                                  rate_index)  # fmt: skip
         reconstruction = (self.synthesis(y_hat) + 1) / 2
         perplexity = {n: o.perplexity for n, o in outs.items()}
         return RDOutput(reconstruction, bits, commit, indices, perplexity)
+
+    def fine_level(
+        self, y: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, rate_index
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fine latent as decoded (rounded with a straight-through gradient) and its bits
+        per sample, from the hyper synthesis' mean and log-scale; with a context model, group
+        by group, each group's mean and log-scale refined from the groups decoded before it."""
+        gain, log_gain = self.gains.gain(rate_index), self.gains.log_gain(rate_index)
+        inverse = self.gains.inverse(rate_index)
+        parts = [slice(None)] if self.context is None else self.context.slices()
+        decoded, bits = [], 0
+        for k, part in enumerate(parts):
+            m, s = mean[:, part], log_scale[:, part]
+            if self.context is not None:
+                m, s = self.context.refine(k, torch.cat(decoded, 1) if k else None, m, s)
+            g = gain[:, part]
+            centred = y[:, part] * g - m * g
+            rate_in = entropy_models.noisy(centred) if self.training else torch.round(centred)
+            bits = bits + entropy_models.bits(rate_in, s + log_gain[:, part]).flatten(1).sum(1)
+            decoded.append((entropy_models.round_through(centred) + m * g) * inverse[:, part])
+        return torch.cat(decoded, 1), bits
 
     def ceiling(self, x: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:
         """The reconstruction at `rate_index` with the fine latent left unrounded: the transforms'

@@ -32,7 +32,6 @@ from hvqcodec.families.hyper.model import (
     PAD_STRIDE,
     STREAMS,
     STRIDES,
-    SYNTHESIS_REACH,
     VQ_LEVELS,
     VQHyperprior,
 )
@@ -117,7 +116,8 @@ def _analysis(net, x: torch.Tensor) -> torch.Tensor:
 
 
 def _synthesis(net, y: torch.Tensor) -> torch.Tensor:
-    out = tiled(net.synthesis, y, scale=16, tile=TILE_PIXELS // 16, halo=SYNTHESIS_REACH)
+    halo = net.config.synthesis_reach
+    out = tiled(net.synthesis, y, scale=16, tile=TILE_PIXELS // 16, halo=halo)
     return (out + 1) / 2
 
 
@@ -197,14 +197,15 @@ class Encoder:
         return Trial(hundredths, {**self.vq, "fine": fine})
 
     def _refined(self, symbols: np.ndarray, centred, hundredths: int, mean_g, inverse, indices):
-        """The refined symbols (`hvqcodec.refinement`), or the analysis' own `symbols` where
+        """The refined symbols (`refinement`), or the analysis' own `symbols` where
         refinement did not lower the loss it minimises, measured on the rounded symbols."""
-        lambdas = self.model.net.lambdas
-        lam = refinement.lambda_at(lambdas, hundredths * (len(lambdas) - 1) / FULL)
+        net = self.model.net
+        lam = refinement.lambda_at(net.lambdas, hundredths * (len(net.lambdas) - 1) / FULL)
         log_scale = refinement.table_log_scales(torch.from_numpy(indices))
         with torch.enable_grad():
-            refined = refinement.refine(self.model.net.synthesis, self.image, centred, mean_g,
-                                        inverse, log_scale, lam, self.iterations)  # fmt: skip
+            refined = refinement.refine(net.synthesis, self.image, centred, mean_g, inverse,
+                                        log_scale, lam, self.iterations,
+                                        reach=net.config.synthesis_reach)  # fmt: skip
         radii = self.model.radii[indices]  # the coder clamps to these; judge what it codes
         refined = np.clip(torch.round(refined).long().numpy(), -radii, radii)
         symbols = np.clip(symbols, -radii, radii)

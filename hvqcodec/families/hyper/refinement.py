@@ -106,19 +106,21 @@ def refine(
     iterations: int,
     *,
     tile: int = TILE,
+    reach: int = SYNTHESIS_REACH,
 ) -> torch.Tensor:
     """Refined symbols (C, h, w), unrounded, from the analysis' `centred` ones, for `image`
     (3, H, W) in [0, 1] with H <= 16h and W <= 16w (the latent may cover padding).
 
     `mean_g` (C, h, w) and `inverse` (C, 1, 1) map symbols back to the synthesis' latent, as
     the decoder does; `log_scale` (C, h, w) are the coder's scales; `lam` weighs the MSE
-    against bits per pixel. Tiles are refined in turn, each among its refined neighbours."""
+    against bits per pixel; `reach`: how far a symbol's pixels reach, in positions. Tiles are
+    refined in turn, each among its refined neighbours."""
     generator = torch.Generator().manual_seed(SEED)
     bf16 = native_bf16(torch.device("cpu"))
     out = centred.detach().float().clone()
     mean_g, inverse, log_scale = mean_g.float(), inverse.float(), log_scale.float()
     height, width = out.shape[-2:]
-    reach, stride = SYNTHESIS_REACH, FINE_STRIDE
+    stride = FINE_STRIDE
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)

@@ -42,21 +42,40 @@ def _up(cin: int, cout: int, kind: str) -> nn.Module:
     raise ValueError(f"upsampler {kind!r}; known: {UPSAMPLERS}")
 
 
-def analysis(channels: int, latent: int, activation: str, attention: bool) -> nn.Sequential:
-    """(B, 3, H, W) in [-1, 1] -> (B, latent, H/16, W/16)."""
+def identity_blocks(channels: int, count: int) -> list[nn.Module]:
+    """Residual blocks that start as the identity (the last convolution of each zero), so that
+    adding them to a trained transform leaves its function unchanged until training moves
+    them: capacity at stride 8, where a 3x3 convolution of 128 channels costs 2.3 kMAC a pixel."""
+    blocks = [ResBlock(channels) for _ in range(count)]
+    for block in blocks:
+        nn.init.zeros_(block.body[3].weight)
+        nn.init.zeros_(block.body[3].bias)
+    return blocks
+
+
+def analysis(
+    channels: int, latent: int, activation: str, attention: bool, blocks: int = 0
+) -> nn.Sequential:
+    """(B, 3, H, W) in [-1, 1] -> (B, latent, H/16, W/16); `blocks` residual blocks at stride
+    8, after the attention."""
     n = channels
     layers = [_down(3, n), _act(activation, n), _down(n, n), _act(activation, n)]
     layers += [_down(n, n), _act(activation, n)]
     if attention:
         layers.append(ResBlock(n, attention=True))
+    layers += identity_blocks(n, blocks)
     layers.append(_down(n, latent))
     return nn.Sequential(*layers)
 
 
-def synthesis(channels: int, latent: int, activation: str, upsample: str) -> nn.Sequential:
-    """(B, latent, h, w) -> (B, 3, 16h, 16w), in [-1, 1] before clamping."""
+def synthesis(
+    channels: int, latent: int, activation: str, upsample: str, blocks: int = 0
+) -> nn.Sequential:
+    """(B, latent, h, w) -> (B, 3, 16h, 16w), in [-1, 1] before clamping; `blocks` residual
+    blocks at stride 8."""
     n = channels
     layers = [_up(latent, n, upsample), _act(activation, n, inverse=True)]
+    layers += identity_blocks(n, blocks)
     for _ in range(2):
         layers += [_up(n, n, upsample), _act(activation, n, inverse=True)]
     layers.append(_up(n, 3, upsample))

@@ -62,6 +62,9 @@ def build(weights: dict) -> HyperModel:
         tables, radii = weights["tables"].long().numpy(), weights["radii"].long().numpy()
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
+    if net.context is not None:
+        raise HvqError("this model's fine level has a context model (context_groups), which "
+                       "this version of hvqcodec cannot code yet")  # fmt: skip
     net.eval().requires_grad_(False)  # the encoder's refinement wants gradients of symbols only
     codebooks = {k: q.codebook for k, q in net.quantizers.items()}
     priors = {k: IntegerLevelPrior(p) for k, p in net.priors.items()}
