@@ -42,7 +42,7 @@ def hvq_name(effort: int = 0) -> str:
 
 
 def hvq_codec(codec: Codec, effort: int = 0) -> BenchCodec:
-    """The model's own qualities (knots or trained levels) and the midpoints between them, at
+    """The model's own qualities (knots or trained rate points) and the midpoints between them, at
     an encoder effort (`hvqcodec.families.hyper.refinement`)."""
     q = codec.qualities
     return BenchCodec(

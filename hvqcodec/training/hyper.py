@@ -51,6 +51,8 @@ from hvqcodec.training.options import add_flags, given
 EVAL_SIDE = 512  # validation photos are centre-cropped to at most this, a multiple of PAD_STRIDE
 COMPACT_FORMAT = "hvqcodec-rd-checkpoint/1"
 
+PROG = "hvqcodec train"  # as the CLI runs it
+
 
 @dataclass
 class RDTrainConfig:
@@ -310,7 +312,9 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     add_flags(p, RDTrainConfig, tables=("model",))
     p.add_argument(
         "--model-json",

@@ -64,6 +64,8 @@ from hvqcodec.training.vqvae_config import (
     resolve_config,
 )
 
+PROG = "hvqcodec train --family vqvae"  # as the CLI runs it
+
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the base rate."""
@@ -381,7 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--config", help="TOML or JSON file of settings; flags override it")
     add_flags(p, TrainConfig, tables=TABLES, unset=True)
     p.add_argument(flag("model"), dest="model", help="JSON overrides for the autoencoder config")
@@ -415,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run = Run(cfg, cluster)
         run.stop_after = args.stop_after
-        command = "hvqcodec train --family vqvae " + shlex.join(argv)
+        command = f"{PROG} " + shlex.join(argv)
         if cluster.main:
             entry = {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

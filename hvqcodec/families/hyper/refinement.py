@@ -16,7 +16,7 @@ floor and its ceiling that hardens as the temperature falls, and both terms see 
 On the validation photos SGA gained 0.3 to 0.5 dB more than straight-through rounding with a
 noisy rate, whose refinement lost at low rates.
 
-Only the encoder changes: the file format and every decoder stay as they are. An effort level
+Only the encoder changes: the file format and every decoder stay as they are. An effort
 (0-3, as cjxl's `-e` and cwebp's `-m`) sets the iterations; 0, the default, skips refinement.
 Large images are refined in tiles, each inside a frame of fixed neighbours wide enough that
 every pixel its symbols reach is computed exactly.
@@ -35,7 +35,7 @@ from hvqcodec.families.hyper.model import STRIDES, SYNTHESIS_REACH
 from hvqcodec.family import check_effort
 from hvqcodec.precision import native_bf16
 
-# Iterations per effort level. Measured on 3 validation photos with hvq-v3.1, mean PSNR gain at
+# Iterations per effort. Measured on 3 validation photos with hvq-v3.1, mean PSNR gain at
 # equal bpp at qualities 10/40/60/75/90: 20 iterations +0.19/+0.37/+0.60/+0.74/+0.83 dB,
 # 100 iterations +0.29/+0.55/+0.87/+1.07/+1.21 dB.
 EFFORTS = (0, 20, 50, 100)  # one per effort 0..MAX_EFFORT
@@ -48,7 +48,7 @@ SEED = 0  # SGA's draws: the same image and settings give the same file
 
 
 def iterations(effort: int) -> int:
-    """The refinement iterations of an effort level, with a clear error outside 0..3."""
+    """The refinement iterations of an effort, with a clear error outside 0..3."""
     return EFFORTS[check_effort(effort)]
 
 
