@@ -1,6 +1,8 @@
 """Batch work behind the CLI: one job per file, atomic outputs, worker processes, a summary.
 
-Each job runs in a worker that loads each model it needs once. A failing file becomes an `Outcome`
+Each job runs in a worker that loads each model it needs once: a process of this machine's
+pool, or a worker of a Dask distributed cluster (`--cluster`), which gets the codec pickled by
+reference (`Codec.__reduce__`). A failing file becomes an `Outcome`
 with an error message and never stops the others. Outputs go to a temporary file beside the
 destination and are renamed into place only when complete.
 """
@@ -201,11 +203,12 @@ def _debug() -> bool:
     return os.environ.get("HVQ_DEBUG", "") not in ("", "0")
 
 
-def run_job(job: Job) -> Outcome:
-    """One file's work; whatever it raises becomes that file's one-line error. An unexpected
-    one brings its traceback along with -v, and so does any with HVQ_DEBUG=1."""
+def run_job(job: Job, codec: Codec | None = None) -> Outcome:
+    """One file's work, with `codec` or else this process's; whatever it raises becomes that
+    file's one-line error. An unexpected one brings its traceback along with -v, and so does
+    any with HVQ_DEBUG=1."""
     try:
-        return _TASKS[job.kind](_codec, job)
+        return _TASKS[job.kind](codec if codec is not None else _codec, job)
     except Exception as e:
         error, expected = _describe(job, e)
         outcome = Outcome(job, error=error)
@@ -230,9 +233,15 @@ DIED = "the worker process died (a crash in a decoder, or killed: out of memory?
 
 
 def run_jobs(
-    jobs: list[Job], codec: Codec | None, model: str | None, workers: int, verbose: bool
+    jobs: list[Job],
+    codec: Codec | None,
+    model: str | None,
+    workers: int,
+    verbose: bool,
+    cluster: str | None = None,
 ) -> list[Outcome]:
-    """Run the jobs, `workers` at a time, with a progress bar for batches; return outcomes."""
+    """Run the jobs, `workers` at a time or on the Dask scheduler at address `cluster`, with a
+    progress bar for batches; return outcomes."""
     global _codec
     outcomes: list[Outcome] = []
     bar = tqdm(total=len(jobs), unit="file", file=sys.stderr, disable=len(jobs) < 2 or None)
@@ -250,7 +259,9 @@ def run_jobs(
             bar.write(o.line)
 
     try:
-        if workers <= 1 or len(jobs) < 2:
+        if cluster is not None:
+            _run_cluster(jobs, codec, cluster, report)
+        elif workers <= 1 or len(jobs) < 2:
             _codec = codec
             for job in jobs:
                 report(run_job(job))
@@ -296,6 +307,57 @@ def _run_pool(jobs, workers, initargs, report, *, one_at_a_time: bool = False) -
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         return [j for j in jobs if j in left]
+
+
+CLUSTER_EXTRA = "pip install 'hvqcodec[cluster]'"
+
+
+def _cluster_job(job: Job, codec: Codec | None, threads_by_host: dict[str, int]) -> Outcome:
+    """A job on a Dask worker: torch's threads shared out among the tasks its host runs."""
+    from distributed import get_worker
+
+    host = get_worker().address.split("://")[-1].rsplit(":", 1)[0]
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // threads_by_host.get(host, 1)))
+    return run_job(job, codec)
+
+
+def _run_cluster(jobs: list[Job], codec: Codec | None, address: str, report) -> None:
+    """Run the jobs as tasks of the Dask scheduler at `address`. Its workers read and write the
+    jobs' paths themselves, so those must be on storage every worker sees. A task whose worker
+    died as often as Dask allows (`distributed.scheduler.allowed-failures`) costs its file."""
+    try:
+        from distributed import Client, KilledWorker, as_completed
+    except ImportError:
+        raise HvqError(f"--cluster needs Dask's distributed scheduler: {CLUSTER_EXTRA}") from None
+    # Dask runs again a task whose result died with its worker, though the task may have
+    # written its output: an output that did not exist when the batch began is this batch's
+    # to overwrite (with the same bytes), as the local pool's recovery does.
+    jobs = [replace(j, src=j.src.absolute(), dst=j.dst and j.dst.absolute(),
+                    force=j.force or (j.dst is not None and not j.dst.exists()))
+            for j in jobs]  # fmt: skip
+    try:
+        client = Client(address, timeout=30)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise HvqError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    with client:
+        threads_by_host: dict[str, int] = {}
+        for worker in client.scheduler_info()["workers"].values():
+            host = worker["host"]
+            threads_by_host[host] = threads_by_host.get(host, 0) + worker["nthreads"]
+        futures = {
+            client.submit(_cluster_job, job, codec, threads_by_host, pure=False): job
+            for job in jobs
+        }
+        try:
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    report(future.result())
+                except KilledWorker:
+                    report(Outcome(job, error=f"{job.src}: {DIED}"))
+        except KeyboardInterrupt:
+            client.cancel(list(futures))
+            raise
 
 
 def summary(outcomes: list[Outcome], kind: str) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from hvqcodec import __version__
-from hvqcodec.batch import Failure, Job, atomic_output, run_jobs, summary
+from hvqcodec.batch import CLUSTER_EXTRA, Failure, Job, atomic_output, run_jobs, summary
 from hvqcodec.codec import Codec
 from hvqcodec.errors import HvqError
 from hvqcodec.family import DEFAULT_QUALITY, MAX_EFFORT
@@ -78,14 +78,24 @@ def output_for(src: Path, output: Path | None, suffix: str, many: bool) -> Path:
     return output
 
 
-def run(kind: str, jobs: list[Job], model: str | None, workers: int, verbose: bool) -> None:
+def run(
+    kind: str,
+    jobs: list[Job],
+    model: str | None,
+    workers: int,
+    verbose: bool,
+    cluster: str | None = None,
+) -> None:
     outputs = [j.dst for j in jobs if j.dst is not None]
     clashes = sorted({str(d) for d in outputs if outputs.count(d) > 1})
     if clashes:
         raise click.UsageError(f"several inputs would write {', '.join(clashes)}")
     codec = load_codec(model) if model else None
     try:
-        outcomes = run_jobs(jobs, codec, model, workers, verbose)
+        outcomes = run_jobs(jobs, codec, model, workers, verbose, cluster)
+    except HvqError as e:  # the batch as a whole could not run (--cluster)
+        fail(str(e))
+        sys.exit(1)
     except KeyboardInterrupt:
         fail("interrupted; no partial output was left")
         sys.exit(130)
@@ -112,6 +122,12 @@ verbose_option = click.option("-v", "--verbose", is_flag=True, help="A line per 
 jobs_option = click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
     help="Worker processes, each loading the model once.",
+)  # fmt: skip
+cluster_option = click.option(
+    "--cluster", metavar="ADDRESS",
+    help="Run the batch on the Dask distributed scheduler at ADDRESS (tcp://host:8786) instead "
+    "of local processes (-j). Its workers read the inputs and write the outputs at the paths "
+    f"given, made absolute, so those must be on storage they all share. Needs {CLUSTER_EXTRA}.",
 )  # fmt: skip
 inputs_argument = click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 
@@ -161,10 +177,11 @@ def _finite(ctx, param, value: float | None) -> float | None:
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
 @force_option
 @jobs_option
+@cluster_option
 @verbose_option
 @model_option
 def compress(inputs, output, quality, target_size, target_bpp, target_psnr, strict, effort, strip,
-             force, jobs, verbose, model) -> None:  # fmt: skip
+             force, jobs, cluster, verbose, model) -> None:  # fmt: skip
     """Compress images (files or directories; any format Pillow reads) to .hvq.
 
     Each file gets the quality -q gives, or its own search for the one --size, --bpp or --psnr
@@ -193,7 +210,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
         )
         for s in srcs
     ]
-    run("compress", work, model or DEFAULT_MODEL, jobs, verbose)
+    run("compress", work, model or DEFAULT_MODEL, jobs, verbose, cluster)
 
 
 @main.command()
@@ -201,13 +218,14 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
 @output_option("Output image (format from its extension), or directory. Default: IN.png.")
 @force_option
 @jobs_option
+@cluster_option
 @verbose_option
 @model_option
 @click.option(
     "--preview", is_flag=True,
     help="Fast coarse image from the top and middle levels alone; reads only their streams.",
 )  # fmt: skip
-def decompress(inputs, output, force, jobs, verbose, model, preview) -> None:
+def decompress(inputs, output, force, jobs, cluster, verbose, model, preview) -> None:
     """Decompress .hvq files (or directories of them) to PNG, or the format of -o's extension."""
     srcs = expand(inputs, is_hvq, ".hvq files")
     many = len(srcs) > 1
@@ -222,7 +240,7 @@ def decompress(inputs, output, force, jobs, verbose, model, preview) -> None:
         )  # fmt: skip
         for s in srcs
     ]
-    run("decompress", work, model, jobs, verbose)
+    run("decompress", work, model, jobs, verbose, cluster)
 
 
 @main.command()

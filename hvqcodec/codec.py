@@ -96,12 +96,26 @@ class Codec:
     ) -> None:
         """`max_pixels`: files claiming more pixels are refused before decoding (None: no limit)."""
         self.max_pixels = max_pixels
+        # What a pickle of this codec names: a shipped model, or a weights file's absolute path.
+        self.source: str | None = None
         if isinstance(model, FamilyModel):
             self.model = model
         elif isinstance(model, str) and model in SHIPPED:
-            self.model = load_shipped(model)
+            self.model, self.source = load_shipped(model), model
         else:
             self.model = load_weights(model)
+            self.source = str(Path(model).resolve())
+
+    def __reduce__(self) -> tuple:
+        """A codec pickles by reference, as Dask, Ray and Spark pickle what a task uses: its
+        model's name or weights path, the model id and the options, a few hundred bytes.
+        Unpickled, it loads the model once per process (`_unpickle`)."""
+        if self.source is None:
+            raise TypeError(
+                f"a Codec of an in-memory model ({self.name}) cannot pickle by reference; save "
+                "its weights to a file and open that with Codec(path)"
+            )
+        return _unpickle, (self.source, self.model.model_id, self.max_pixels)
 
     @property
     def name(self) -> str:
@@ -242,6 +256,39 @@ def model_label(model_id: int) -> str:
 def shipped_codec(name: str = DEFAULT_MODEL) -> Codec:
     """A shipped model, loaded at most once per process and only when first asked for."""
     return Codec(name)
+
+
+def _weights_at(path: str, model_id: int) -> FamilyModel:
+    """The model of a weights file, loaded once per process while the file stays as it was."""
+    try:
+        stat = Path(path).stat()
+    except OSError as e:
+        raise HvqError(f"weights file {path}: {e.strerror}") from None
+    return _weights_as_of(path, model_id, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _weights_as_of(path: str, model_id: int, mtime_ns: int, size: int) -> FamilyModel:
+    model = load_weights(path)
+    if model.model_id != model_id:
+        raise HvqError(
+            f"{path} holds model {model.model_id:08x}, not the {model_id:08x} this codec was "
+            "pickled with: the file changed, or the path means another file on this machine"
+        )
+    return model
+
+
+def _unpickle(source: str, model_id: int, max_pixels: int | None) -> Codec:
+    """A pickled codec, its model shared with every codec of this process that names it."""
+    if source in SHIPPED:
+        shipped = shipped_codec(source)
+        if shipped.max_pixels == max_pixels:
+            return shipped
+        codec = Codec(shipped.model, max_pixels=max_pixels)
+    else:
+        codec = Codec(_weights_at(source, model_id), max_pixels=max_pixels)
+    codec.source = source
+    return codec
 
 
 def codec_for(data: bytes) -> Codec:
