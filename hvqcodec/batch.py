@@ -2,9 +2,9 @@
 
 Each job runs in a worker that loads each model it needs once: a process of this machine's
 pool, or a worker of a Dask distributed cluster (`--cluster`), which gets the codec pickled by
-reference (`Codec.__reduce__`). A failing file becomes an `Outcome`
-with an error message and never stops the others. Outputs go to a temporary file beside the
-destination and are renamed into place only when complete.
+reference (`Codec.__reduce__`). A failing file becomes an `Outcome` with an error message and
+never stops the others. Outputs go to a temporary file beside the destination and are renamed
+into place only when complete.
 """
 
 import contextlib
@@ -336,7 +336,7 @@ def _run_cluster(jobs: list[Job], codec: Codec | None, address: str, report) -> 
                     force=j.force or (j.dst is not None and not j.dst.exists()))
             for j in jobs]  # fmt: skip
     try:
-        client = Client(address, timeout=30)
+        client = Client(address, timeout=10)
     except (OSError, TimeoutError, ValueError) as e:
         raise HvqError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     with client:
