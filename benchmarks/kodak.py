@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hvqcodec import Codec
 from hvqcodec.evaluate import evaluate
-from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.shipped import DEFAULT_MODEL
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ from hvqcodec import Codec
 from hvqcodec.evaluate import msssim
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.shipped import DEFAULT_MODEL
 
 QUALITIES = [0, 25, 50, 62.5, 75, 82.5, 90, 95, 100]  # hvq-v2's knots and between them
 

@@ -24,7 +24,7 @@ from hvqcodec import Codec
 from hvqcodec.evaluate import msssim
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.shipped import DEFAULT_MODEL
 
 REFERENCE = Path(__file__).parent / "reference" / "compressai_kodak.json"
 OURS = "hvqcodec"

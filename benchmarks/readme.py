@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from hvqcodec.model_card import card_markdown
-from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.shipped import DEFAULT_MODEL
 
 
 def _met(value: float, op: str, target: float) -> str:

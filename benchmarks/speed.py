@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hvqcodec.model_card import cpu_model
-from hvqcodec.models import DEFAULT_MODEL, SHIPPED
+from hvqcodec.shipped import DEFAULT_MODEL, SHIPPED
 
 SIZES = {
     "512x512": (512, 512),

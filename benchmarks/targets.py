@@ -25,8 +25,8 @@ import torch
 from hvqcodec import Codec
 from hvqcodec.image_io import image_paths, load_rgb
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL
 from hvqcodec.rate_control import PSNR_BAND, SIZE_BAND, Target
+from hvqcodec.shipped import DEFAULT_MODEL
 
 BPPS = (0.25, 0.5, 1.0)
 PSNRS = (30.0, 33.0)

@@ -17,14 +17,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from hvqcodec.codec import PREVIEW_STREAMS, Codec, model_label, resolve
-from hvqcodec.container import read_prefix, unpack
+from hvqcodec.container import PREVIEW_STREAMS, read_prefix, unpack
 from hvqcodec.errors import HvqError
+from hvqcodec.shipped import model_label
+
+if TYPE_CHECKING:  # torch and the codec load with the first job that codes: `info` needs neither
+    from hvqcodec.codec import Codec
 
 
 class Failure(Exception):
@@ -115,7 +118,7 @@ def image_format_for(path: Path) -> str:
     return fmt
 
 
-def _compress(codec: Codec, job: Job) -> Outcome:
+def _compress(codec: "Codec", job: Job) -> Outcome:
     check_output(job.dst, job.force)  # before the work, not after it
     enc = codec.encode_detailed(
         job.src,
@@ -141,7 +144,9 @@ def _compress(codec: Codec, job: Job) -> Outcome:
     )
 
 
-def _decompress(codec: Codec, job: Job) -> Outcome:
+def _decompress(codec: "Codec | None", job: Job) -> Outcome:
+    from hvqcodec.codec import resolve
+
     fmt = image_format_for(job.dst)
     check_output(job.dst, job.force)
     data = read_file(job.src, job.preview)
@@ -163,7 +168,7 @@ def _decompress(codec: Codec, job: Job) -> Outcome:
     )
 
 
-def _info(codec: Codec | None, job: Job) -> Outcome:
+def _info(codec: "Codec | None", job: Job) -> Outcome:
     data = read_file(job.src)
     h = unpack(data)
     bpp = 8 * len(data) / (h.width * h.height)
@@ -173,6 +178,8 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
         + (f", metadata: {', '.join(k.decode() for k in h.chunks)}" if h.chunks else "")
     ]
     if job.verbose:
+        from hvqcodec.codec import resolve
+
         stats = resolve(codec, data).decode_detailed(data).stats
         lines.append(f"  {'stream':<8}{'symbols':>9}{'bits':>10}{'ideal bits':>12}{'overhead':>10}")
         for name in [*stats, "total"]:
@@ -190,10 +197,14 @@ def _info(codec: Codec | None, job: Job) -> Outcome:
 
 
 _TASKS = {"compress": _compress, "decompress": _decompress, "info": _info}
-_codec: Codec | None = None  # one per process, loaded once; None: the model each file names
+_codec: "Codec | None" = None  # one per process, loaded once; None: the model each file names
 
 
 def _init_worker(model: str | None, threads: int) -> None:
+    import torch
+
+    from hvqcodec.codec import Codec
+
     global _codec
     torch.set_num_threads(threads)
     _codec = Codec(model) if model else None
@@ -203,7 +214,7 @@ def _debug() -> bool:
     return os.environ.get("HVQ_DEBUG", "") not in ("", "0")
 
 
-def run_job(job: Job, codec: Codec | None = None) -> Outcome:
+def run_job(job: Job, codec: "Codec | None" = None) -> Outcome:
     """One file's work, with `codec` or else this process's; whatever it raises becomes that
     file's one-line error. An unexpected one brings its traceback along with -v, and so does
     any with HVQ_DEBUG=1."""
@@ -234,7 +245,7 @@ DIED = "the worker process died (a crash in a decoder, or killed: out of memory?
 
 def run_jobs(
     jobs: list[Job],
-    codec: Codec | None,
+    codec: "Codec | None",
     model: str | None,
     workers: int,
     verbose: bool,
@@ -284,14 +295,26 @@ def run_jobs(
     return outcomes
 
 
+def _remove_temporaries(jobs: list[Job]) -> None:
+    """The temporary files (`atomic_output`) that jobs killed with their worker left behind:
+    a broken pool also stops the workers that were still busy, wherever they were."""
+    for job in jobs:
+        if job.dst is not None:
+            for tmp in job.dst.parent.glob(f".{job.dst.name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
 def _run_pool(jobs, workers, initargs, report, *, one_at_a_time: bool = False) -> list[Job]:
-    """Run jobs in a pool; return those not done when the pool broke (none if it did not)."""
+    """Run jobs in a pool; return those not done when the pool broke (none if it did not),
+    without the temporary files the pool's end cut short."""
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=initargs) as pool:
         if one_at_a_time:
             for i, job in enumerate(jobs):
                 try:
                     report(pool.submit(run_job, job).result())
                 except BrokenProcessPool:
+                    _remove_temporaries([job])
                     report(Outcome(job, error=f"{job.src}: {DIED}"))
                     return jobs[i + 1 :]
             return []
@@ -306,14 +329,17 @@ def _run_pool(jobs, workers, initargs, report, *, one_at_a_time: bool = False) -
         except KeyboardInterrupt:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-        return [j for j in jobs if j in left]
+    left = [j for j in jobs if j in left]
+    _remove_temporaries(left)  # the pool is down: no worker writes any more
+    return left
 
 
 CLUSTER_EXTRA = "pip install 'hvqcodec[cluster]'"
 
 
-def _cluster_job(job: Job, codec: Codec | None, threads_by_host: dict[str, int]) -> Outcome:
+def _cluster_job(job: Job, codec: "Codec | None", threads_by_host: dict[str, int]) -> Outcome:
     """A job on a Dask worker: torch's threads shared out among the tasks its host runs."""
+    import torch
     from distributed import get_worker
 
     host = get_worker().address.split("://")[-1].rsplit(":", 1)[0]
@@ -321,7 +347,7 @@ def _cluster_job(job: Job, codec: Codec | None, threads_by_host: dict[str, int])
     return run_job(job, codec)
 
 
-def _run_cluster(jobs: list[Job], codec: Codec | None, address: str, report) -> None:
+def _run_cluster(jobs: list[Job], codec: "Codec | None", address: str, report) -> None:
     """Run the jobs as tasks of the Dask scheduler at `address`. Its workers read and write the
     jobs' paths themselves, so those must be on storage every worker sees. A task whose worker
     died as often as Dask allows (`distributed.scheduler.allowed-failures`) costs its file."""
@@ -354,6 +380,7 @@ def _run_cluster(jobs: list[Job], codec: Codec | None, address: str, report) -> 
                 try:
                     report(future.result())
                 except KilledWorker:
+                    _remove_temporaries([job])
                     report(Outcome(job, error=f"{job.src}: {DIED}"))
         except KeyboardInterrupt:
             client.cancel(list(futures))

@@ -10,6 +10,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -17,12 +18,14 @@ from PIL import Image
 
 from hvqcodec import __version__
 from hvqcodec.batch import CLUSTER_EXTRA, Failure, Job, atomic_output, run_jobs, summary
-from hvqcodec.codec import Codec
 from hvqcodec.errors import HvqError
-from hvqcodec.family import DEFAULT_QUALITY, MAX_EFFORT
-from hvqcodec.image_io import open_image
+from hvqcodec.family import MAX_EFFORT
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL, SHIPPED
+from hvqcodec.rate_control import DEFAULT_QUALITY
+from hvqcodec.shipped import DEFAULT_MODEL, SHIPPED
+
+if TYPE_CHECKING:  # the codec, and torch, load with the first command that codes
+    from hvqcodec.codec import Codec
 
 SAMPLE = "robin.png"  # bundled with the package, used by `hvqcodec demo`
 
@@ -35,7 +38,9 @@ def fail(msg: str) -> None:
     click.echo(f"hvqcodec: error: {msg}", err=True)
 
 
-def load_codec(model: str) -> Codec:
+def load_codec(model: str) -> "Codec":
+    from hvqcodec.codec import Codec
+
     try:
         return Codec(model)
     except HvqError as e:
@@ -287,6 +292,8 @@ def demo(output_dir, model) -> None:
             tmp.write_bytes(enc.data)
         with atomic_output(png, force=True) as tmp:
             image.save(tmp, format="PNG")
+        from hvqcodec.image_io import open_image
+
         quality = psnr(np.asarray(open_image(src).convert("RGB")), np.asarray(image))
     except (Failure, HvqError) as e:
         fail(str(e))

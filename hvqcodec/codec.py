@@ -23,14 +23,15 @@ import torch
 from PIL import Image
 
 from hvqcodec import container
-from hvqcodec.container import QUALITY_SCALE
+from hvqcodec.container import PREVIEW_STREAMS, QUALITY_SCALE, metadata_info
 from hvqcodec.errors import HvqError
-from hvqcodec.family import PREVIEW_STREAMS, FamilyModel, Trial, check_effort
+from hvqcodec.family import FamilyModel, Trial, check_effort
 from hvqcodec.image_io import ImageInput, load_rgb
 from hvqcodec.metrics import psnr
-from hvqcodec.models import DEFAULT_MODEL, SHIPPED, load_shipped, load_weights
+from hvqcodec.models import load_shipped, load_weights
 from hvqcodec.range_coder import StreamStats
 from hvqcodec.rate_control import Target, search, to_hundredths
+from hvqcodec.shipped import DEFAULT_MODEL, SHIPPED, model_label
 
 # Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
 # before anything is allocated, as Pillow does against decompression bombs.
@@ -66,11 +67,6 @@ class Decoded:
     codes: dict[str, np.ndarray]
     stats: dict[str, StreamStats]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-
-
-def metadata_info(header: container.HvqFile) -> dict[str, bytes]:
-    """The file's metadata chunks as Pillow `Image.info` entries."""
-    return {k: header.chunks[c] for k, c in container.METADATA_CHUNKS.items() if c in header.chunks}
 
 
 def stage_timings(total: float, io: float, in_priors: float, coders) -> dict[str, float]:
@@ -242,14 +238,6 @@ class Codec:
                 "pixels (a damaged file or a decompression bomb)"
             )
         self.model.check_header(header)
-
-
-def model_label(model_id: int) -> str:
-    """A model id as a user reads it: the shipped model's name if it is one of ours."""
-    for name, entry in SHIPPED.items():
-        if entry.model_id == model_id:
-            return f"{name} ({model_id:08x})"
-    return f"{model_id:08x}, which this version of hvqcodec does not ship"
 
 
 @functools.cache

@@ -19,6 +19,8 @@ MAX_QUALITY = {1: 255, 2: 100 * QUALITY_SCALE}  # the field's largest value, per
 VERSIONS = tuple(MAX_QUALITY)  # the versions this module reads and writes
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
 METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
+# Every file's first two streams decode alone (a preview), whatever its model.
+PREVIEW_STREAMS = 2
 
 
 class _QualityField:
@@ -235,3 +237,8 @@ def read_prefix(fp: BinaryIO, streams: int) -> bytes:
 def read_header(fp: BinaryIO) -> Header:
     """The header of an open .hvq file, reading no further than its end."""
     return _header(_FileReader(fp))
+
+
+def metadata_info(header: HvqFile) -> dict[str, bytes]:
+    """The file's metadata chunks as Pillow `Image.info` entries."""
+    return {k: header.chunks[c] for k, c in METADATA_CHUNKS.items() if c in header.chunks}

@@ -20,16 +20,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
-from hvqcodec.container import HvqFile
+from hvqcodec.container import PREVIEW_STREAMS, HvqFile
 from hvqcodec.errors import HvqError
 from hvqcodec.range_coder import StreamStats
-
-# Every file's first two streams decode alone (a preview), in every family.
-PREVIEW_STREAMS = 2
-# The quality a user gets without asking, on the 0-100 scale, where cwebp's default is 75 too.
-DEFAULT_QUALITY = 75.0
 
 
 @dataclass
@@ -117,8 +111,10 @@ def check_stream_count(header: HvqFile, most: int) -> None:
         )
 
 
-def to_pixels(y: torch.Tensor) -> np.ndarray:
+def to_pixels(y: "torch.Tensor") -> np.ndarray:  # noqa: F821 (torch: imported by the caller)
     """A (3, H, W) image in [0, 1] as (H, W, 3) uint8, as every decoder rounds it."""
+    import torch
+
     pixels = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return np.ascontiguousarray(pixels)
 

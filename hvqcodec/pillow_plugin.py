@@ -16,8 +16,10 @@ whole file on `close()`.
 from PIL import Image, ImageFile
 
 from hvqcodec import container
-from hvqcodec.codec import metadata_info, resolve
 from hvqcodec.errors import HvqError, TruncatedFile
+
+# Opening a file reads its header alone and needs no torch; the codec (and torch) load with the
+# first load() or save().
 
 FORMAT = "HVQ"
 
@@ -45,7 +47,7 @@ class HvqImageFile(ImageFile.ImageFile):
             chunks = container.read_chunks(tail[:-4]) if len(tail) >= 4 else {}
         except TruncatedFile:
             chunks = {}
-        self.info.update(metadata_info(container.HvqFile(0, 0, 0, 0, [], chunks)))
+        self.info.update(container.metadata_info(container.HvqFile(0, 0, 0, 0, [], chunks)))
         # Nothing is decoded until load(): the tile hands the whole file to HvqDecoder.
         self.tile = [ImageFile._Tile(FORMAT, (0, 0, *self.size), 0, None)]
 
@@ -65,6 +67,8 @@ class HvqDecoder(ImageFile.PyDecoder):
     _pulls_fd = True
 
     def decode(self, buffer: bytes) -> tuple[int, int]:
+        from hvqcodec.codec import resolve
+
         if self.fd is None:
             raise HvqError("the hvq decoder reads whole files")
         self.fd.seek(0)
@@ -75,6 +79,8 @@ class HvqDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
+    from hvqcodec.codec import resolve
+
     options = im.encoderinfo
     targets = {k: options.get(k) for k in ("target_size", "target_bpp", "target_psnr")}
     strict = bool(options.get("strict"))

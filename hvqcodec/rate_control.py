@@ -17,6 +17,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from hvqcodec.errors import HvqError
 
 FULL = 10_000  # the highest quality, 100, in hundredths
+# The quality a user gets without asking, on the 0-100 scale, where cwebp's default is 75 too.
+DEFAULT_QUALITY = 75.0
 SIZE_BAND = 0.97  # a size target is met by a file of 97% to 100% of the budget
 PSNR_BAND = 0.3  # a PSNR target is met from the target to 0.3 dB above it
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hvqcodec import Codec
-from hvqcodec.models import SHIPPED
+from hvqcodec.shipped import SHIPPED
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"

@@ -99,3 +99,21 @@ def test_the_api_raises_hvqerror_with_the_cause_chained(tmp_path):
     assert e.value.__cause__ is not None or "not an image" in str(e.value)
     with pytest.raises(hvqcodec.HvqError):
         hvqcodec.encode(np.zeros((4, 4), np.uint8))
+
+
+def test_a_worker_killed_while_writing_leaves_no_temporary_file(folder, weights, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    def dies_mid_write(codec, job):
+        with batch.atomic_output(job.dst, job.force) as tmp:
+            tmp.write_bytes(b"half")
+            if job.src.name == "good2.jpg":
+                os._exit(9)
+        return batch.Outcome(job, line="written", bytes_in=1, bytes_out=4, pixels=1)
+
+    monkeypatch.setitem(batch._TASKS, "compress", dies_mid_write)  # forked workers inherit it
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run("compress", folder, "-o", out, "-m", weights, "-j", "2")
+    assert r.exit_code == 1 and "good2.jpg: the worker process died" in r.output
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert "good2.hvq" not in {p.name for p in out.iterdir()}

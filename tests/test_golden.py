@@ -7,7 +7,7 @@ from PIL import Image
 
 from hvqcodec import Codec
 from hvqcodec.cli import main
-from hvqcodec.models import SHIPPED
+from hvqcodec.shipped import SHIPPED
 from tests.conftest import assert_same_up_to_rounding
 from tests.make_golden import GOLDEN, codes_digest
 

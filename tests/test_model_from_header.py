@@ -12,7 +12,7 @@ import hvqcodec
 from hvqcodec import Codec, HvqError, container
 from hvqcodec.cli import main
 from hvqcodec.codec import shipped_codec
-from hvqcodec.models import SHIPPED
+from hvqcodec.shipped import SHIPPED
 from tests.conftest import assert_same_up_to_rounding
 from tests.make_golden import GOLDEN
 

@@ -41,7 +41,7 @@ def test_qualities_become_hundredths_rounding_half_up_and_refusing_non_numbers()
 
 @pytest.mark.slow
 def test_a_shipped_model_loaded_from_its_file_keeps_its_scale():
-    from hvqcodec.models import shipped_path
+    from hvqcodec.shipped import shipped_path
 
     assert Codec(str(shipped_path("hvq-v2"))).model.scale == Codec("hvq-v2").model.scale
 

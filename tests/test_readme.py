@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from hvqcodec.cli import main
-from hvqcodec.models import DEFAULT_MODEL, SHIPPED, load_shipped
+from hvqcodec.models import load_shipped
+from hvqcodec.shipped import DEFAULT_MODEL, SHIPPED
 from tests.conftest import IMAGES
 
 ROOT = Path(__file__).resolve().parent.parent

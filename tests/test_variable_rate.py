@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hvqcodec import Codec, HvqError, container
-from hvqcodec.codec import PREVIEW_STREAMS
+from hvqcodec.container import PREVIEW_STREAMS
 from hvqcodec.families.vqvae.weights import keep_stages, pack_weights
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.residual_quantize import dropout_stages, residual_quantize

@@ -12,7 +12,7 @@
 
 import sys
 
-from hvqcodec.models import DEFAULT_MODEL
+from hvqcodec.shipped import DEFAULT_MODEL
 
 TRAINERS = {"hyper": "hvqcodec.training.hyper", "vqvae": "hvqcodec.training.vqvae"}
 DEFAULT_FAMILY = "hyper"  # the family of DEFAULT_MODEL

@@ -36,7 +36,6 @@ from hvqcodec.families.hyper.model import (
     VQHyperprior,
 )
 from hvqcodec.family import (
-    DEFAULT_QUALITY,
     Coded,
     DecodedStreams,
     Trial,
@@ -47,7 +46,7 @@ from hvqcodec.integer_prior import IntegerLevelPrior
 from hvqcodec.layers import ResBlock
 from hvqcodec.layers.tiling import pad_to_stride, tiled
 from hvqcodec.range_coder import TableDecoder, TableEncoder, WavefrontDecoder, WavefrontEncoder
-from hvqcodec.rate_control import FULL
+from hvqcodec.rate_control import DEFAULT_QUALITY, FULL
 
 # Images larger than this on a side run their local layers in tiles (`hvqcodec.layers.tiling`).
 TILE_PIXELS = 1024

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hvqcodec.container import QUALITY_SCALE, HvqFile
+from hvqcodec.container import PREVIEW_STREAMS, QUALITY_SCALE, HvqFile
 from hvqcodec.errors import HvqError
 from hvqcodec.families.vqvae.integer import IntegerPrior
 from hvqcodec.families.vqvae.model import LEVELS, PAD_STRIDE, HierarchicalVQVAE, code_shapes
 from hvqcodec.families.vqvae.prior import HierarchicalPrior
 from hvqcodec.family import (
-    DEFAULT_QUALITY,
-    PREVIEW_STREAMS,
     Coded,
     DecodedStreams,
     Trial,
@@ -35,7 +33,7 @@ from hvqcodec.family import (
 )
 from hvqcodec.layers.tiling import pad_to_stride
 from hvqcodec.range_coder import WavefrontDecoder, WavefrontEncoder
-from hvqcodec.rate_control import StageScale
+from hvqcodec.rate_control import DEFAULT_QUALITY, StageScale
 
 
 @dataclass
