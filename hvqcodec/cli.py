@@ -48,12 +48,15 @@ def load_codec(model: str) -> "Codec":
         sys.exit(1)
 
 
-def expand(inputs: tuple[Path, ...], want, what: str) -> list[Path]:
-    """Directories stand for the files in them that `want(path)` accepts, in name order."""
-    out = []
+def expand(inputs: tuple[Path, ...], want, what: str) -> tuple[list[Path], list[Path]]:
+    """(files, skipped): directories stand for the files in them that `want(path)` accepts, in
+    name order; the others in them are skipped, and the batch says so."""
+    out, skipped = [], []
     for p in inputs:
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and want(q))
+            files = sorted(q for q in p.iterdir() if q.is_file())
+            found = [q for q in files if want(q)]
+            skipped += [q for q in files if not want(q)]
             if not found:
                 fail(f"{p}: a directory with no {what} in it")
             out += found
@@ -61,7 +64,21 @@ def expand(inputs: tuple[Path, ...], want, what: str) -> list[Path]:
             out.append(p)
     if not out:
         sys.exit(1)
-    return out
+    return out, skipped
+
+
+SKIP_REASONS = {"compress": "not an image suffix", "decompress": "not a .hvq file",
+                "info": "not a .hvq file"}  # fmt: skip
+
+
+def report_skipped(kind: str, skipped: list[Path], verbose: bool) -> None:
+    if skipped:
+        files = f"{len(skipped)} file{'s' if len(skipped) > 1 else ''}"
+        more = "" if verbose else "; -v names them"
+        click.echo(f"{kind}: skipped {files} in the folders given ({SKIP_REASONS[kind]}){more}",
+                   err=True)  # fmt: skip
+        for path in skipped if verbose else ():
+            click.echo(f"  skipped {path}", err=True)
 
 
 def is_image(p: Path) -> bool:
@@ -90,6 +107,7 @@ def run(
     workers: int,
     verbose: bool,
     cluster: str | None = None,
+    skipped: list[Path] = (),
 ) -> None:
     outputs = [j.dst for j in jobs if j.dst is not None]
     clashes = sorted({str(d) for d in outputs if outputs.count(d) > 1})
@@ -107,6 +125,7 @@ def run(
     if len(jobs) > 1:
         for line in summary(outcomes, kind):
             click.echo(line, err=True)
+    report_skipped(kind, skipped, verbose)
     if any(o.error for o in outcomes):
         sys.exit(1)
 
@@ -198,7 +217,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
         raise click.UsageError(f"{' and '.join(given)} are mutually exclusive: give one")
     if strict and not aimed:
         raise click.UsageError("--strict needs a target: --size, --bpp or --psnr")
-    srcs = expand(inputs, is_image, "images")
+    srcs, skipped = expand(inputs, is_image, "images")
     many = len(srcs) > 1
     work = [
         Job(
@@ -215,7 +234,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
         )
         for s in srcs
     ]
-    run("compress", work, model or DEFAULT_MODEL, jobs, verbose, cluster)
+    run("compress", work, model or DEFAULT_MODEL, jobs, verbose, cluster, skipped)
 
 
 @main.command()
@@ -232,7 +251,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
 )  # fmt: skip
 def decompress(inputs, output, force, jobs, cluster, verbose, model, preview) -> None:
     """Decompress .hvq files (or directories of them) to PNG, or the format of -o's extension."""
-    srcs = expand(inputs, is_hvq, ".hvq files")
+    srcs, skipped = expand(inputs, is_hvq, ".hvq files")
     many = len(srcs) > 1
     work = [
         Job(
@@ -245,7 +264,7 @@ def decompress(inputs, output, force, jobs, cluster, verbose, model, preview) ->
         )  # fmt: skip
         for s in srcs
     ]
-    run("decompress", work, model, jobs, verbose, cluster)
+    run("decompress", work, model, jobs, verbose, cluster, skipped)
 
 
 @main.command()
@@ -257,8 +276,9 @@ def decompress(inputs, output, force, jobs, cluster, verbose, model, preview) ->
 @model_option
 def info(inputs, verbose, model) -> None:
     """Describe .hvq files."""
-    work = [Job("info", s, verbose=verbose) for s in expand(inputs, is_hvq, ".hvq files")]
-    run("info", work, model if verbose else None, 1, True)
+    srcs, skipped = expand(inputs, is_hvq, ".hvq files")
+    work = [Job("info", s, verbose=verbose) for s in srcs]
+    run("info", work, model if verbose else None, 1, True, skipped=skipped)
 
 
 @main.command()

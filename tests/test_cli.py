@@ -136,11 +136,18 @@ def test_directory_input_parallel_jobs_and_summary(work, weights):
     assert r.exit_code == 0, r.output
     assert (work / "dog.hvq").exists() and (work / "dog2.hvq").exists()
     assert "compress: 2 of 2 files done" in r.output and "mean" in r.output
+    skipped = "compress: skipped 1 file in the folders given (not an image suffix)"
+    assert skipped in r.output and f"  skipped {work / 'notes.txt'}" in r.output  # -v names it
     out = work / "out"
     out.mkdir()
     r = cli("decompress", work, "-o", out, "-m", weights, "-j", "2")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["dog.png", "dog2.png"]
+    # Without -v the count alone, and the files it skipped are the images and the notes.
+    assert "decompress: skipped 3 files in the folders given (not a .hvq file); -v names them" in (
+        r.output
+    )
+    assert "  skipped" not in r.output
 
 
 @pytest.mark.slow
