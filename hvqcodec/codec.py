@@ -212,11 +212,15 @@ class Codec:
                        q / QUALITY_SCALE, notes, timings, measured.get(q))  # fmt: skip
 
     @torch.no_grad()
-    def decode_detailed(self, data: bytes, *, preview: bool = False) -> Decoded:
+    def decode_detailed(
+        self, data: bytes, *, preview: bool = False, streams: int | None = None
+    ) -> Decoded:
         """Decode a file; `preview` decodes its top and middle streams only, from a prefix of
-        the file that holds them (a partial download will do; the CRC is then not checked)."""
+        the file that holds them (a partial download will do; the CRC is then not checked).
+        `streams`: decode the first `streams` streams of such a prefix (a truncated file's
+        complete ones, `container.complete_streams`)."""
         start = time.perf_counter()
-        header = container.unpack(bytes(data), PREVIEW_STREAMS if preview else None)
+        header = container.unpack(bytes(data), PREVIEW_STREAMS if preview else streams)
         self._check_header(header)
         out = self.model.decode_streams(header.width, header.height, header.quality,
                                         header.streams)  # fmt: skip

@@ -242,3 +242,15 @@ def read_header(fp: BinaryIO) -> Header:
 def metadata_info(header: HvqFile) -> dict[str, bytes]:
     """The file's metadata chunks as Pillow `Image.info` entries."""
     return {k: header.chunks[c] for k, c in METADATA_CHUNKS.items() if c in header.chunks}
+
+
+def complete_streams(data: bytes) -> int:
+    """How many streams a prefix of a file holds whole (TruncatedFile if not its header)."""
+    header = header_of(data)
+    end, count = header.size, 0
+    for length in header.stream_lengths:
+        end += length
+        if end > len(data):
+            break
+        count += 1
+    return count

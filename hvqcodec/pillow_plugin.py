@@ -4,11 +4,12 @@
 `target_psnr` pick it instead, and `effort` (0-3, as the JPEG XL plugin's) refines, as in
 `hvqcodec.encode`.
 
-Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open`
-reads the header alone (size, model, quality) and, where the file is all there, the metadata
-chunks after the streams, which it seeks to; `load()` runs the codec with the model the header
-names; `verify()` checks the CRC. Data that ends inside the header raises `TruncatedFile`, an
-OSError, which `ImageFile.Parser` takes for "not enough data yet", so incremental parsing
+Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open` reads
+the header alone (size, model, quality) and, where the file is all there, the metadata chunks
+after the streams, which it seeks to; `load()` runs the codec with the model the header names;
+`verify()` checks the CRC. Under `ImageFile.LOAD_TRUNCATED_IMAGES` a truncated file loads as the
+best image its complete streams give. Data that ends inside the header raises `TruncatedFile`,
+an OSError, which `ImageFile.Parser` takes for "not enough data yet", so incremental parsing
 (Django's `get_image_dimensions`) knows the size once the header has arrived and decodes the
 whole file on `close()`.
 """
@@ -73,9 +74,28 @@ class HvqDecoder(ImageFile.PyDecoder):
             raise HvqError("the hvq decoder reads whole files")
         self.fd.seek(0)
         data = self.fd.read()
-        image = resolve(None, data).decode(data)
+        codec = resolve(None, data)
+        try:
+            image = codec.decode(data)
+        except HvqError:
+            if not ImageFile.LOAD_TRUNCATED_IMAGES:
+                raise
+            image = _best_of_truncated(codec, data)
         self.set_as_raw(image.tobytes())
         return -1, 0
+
+
+def _best_of_truncated(codec, data: bytes) -> Image.Image:
+    """What a truncated file's complete streams give, as Pillow shows what arrived of a JPEG
+    under `LOAD_TRUNCATED_IMAGES`: every stream (only the CRC or chunks are missing), or a
+    prefix of them down to a preview; an HvqError if not even the preview's streams are
+    whole."""
+    complete = container.complete_streams(data)
+    if complete < container.PREVIEW_STREAMS:
+        raise HvqError(
+            f"truncated file: {complete} whole streams, a preview needs {container.PREVIEW_STREAMS}"
+        )
+    return codec.decode_detailed(data, streams=complete).image
 
 
 def _save(im: Image.Image, fp, filename) -> None:

@@ -1,5 +1,7 @@
 """The Pillow plugin through real Pillow calls."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -55,3 +57,30 @@ def test_a_damaged_hvq_file_says_why(tmp_path):
     (tmp_path / "bad.hvq").write_bytes(b"HVQ\x07" + bytes(20))
     with pytest.raises(hvqcodec.HvqError, match="version 7"):
         Image.open(tmp_path / "bad.hvq")
+
+
+@pytest.mark.slow
+def test_truncated_files_load_their_complete_streams_under_load_truncated_images(monkeypatch):
+    from PIL import ImageFile
+
+    from hvqcodec import container
+    from hvqcodec.codec import shipped_codec
+
+    data = (IMAGES.parent / "golden" / "dog.hvq-v3.1.hvq").read_bytes()
+    header = container.header_of(data)
+    preview_end = header.size + sum(header.stream_lengths[:2])
+    codec = shipped_codec("hvq-v3.1")
+    full = np.asarray(codec.decode(data))
+    preview = np.asarray(codec.decode(data, preview=True))
+    cuts = {"no CRC": len(data) - 4, "95%": int(0.95 * len(data)), "60%": int(0.6 * len(data))}
+    for cut in cuts.values():
+        with pytest.raises(hvqcodec.HvqError):  # without the flag: as before, an error
+            Image.open(io.BytesIO(data[:cut])).load()
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    for what, cut in cuts.items():
+        im = Image.open(io.BytesIO(data[:cut]))
+        im.load()
+        expected = full if what == "no CRC" else preview
+        np.testing.assert_array_equal(np.asarray(im), expected, err_msg=what)
+    with pytest.raises(hvqcodec.HvqError, match="a preview needs 2"):
+        Image.open(io.BytesIO(data[: preview_end - 1])).load()
