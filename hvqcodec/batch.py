@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 from tqdm import tqdm
 
-from hvqcodec.container import PREVIEW_STREAMS, read_prefix, unpack
+from hvqcodec.container import PNG_XMP_KEY, PREVIEW_STREAMS, read_prefix, unpack
 from hvqcodec.errors import HvqError
 from hvqcodec.shipped import model_label
 
@@ -111,6 +111,22 @@ def read_file(src: Path, preview: bool = False) -> bytes:
         raise Failure(f"{src}: permission denied") from None
 
 
+def output_metadata(info: dict, fmt: str) -> dict:
+    """Save options that carry a decoded image's ICC profile, EXIF and XMP into format `fmt`:
+    Pillow's JPEG, WebP and AVIF savers take `xmp`, its PNG saver an iTXt chunk."""
+    meta = {k: info[k] for k in ("icc_profile", "exif") if k in info}
+    if "xmp" in info:
+        if fmt == "PNG":
+            from PIL.PngImagePlugin import PngInfo
+
+            pnginfo = PngInfo()
+            pnginfo.add_itxt(PNG_XMP_KEY, info["xmp"].decode("utf-8", "replace"))
+            meta["pnginfo"] = pnginfo
+        else:
+            meta["xmp"] = info["xmp"]
+    return meta
+
+
 def image_format_for(path: Path) -> str:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
@@ -153,7 +169,7 @@ def _decompress(codec: "Codec | None", job: Job) -> Outcome:
     image = resolve(codec, data).decode(data, preview=job.preview)
     with atomic_output(job.dst, job.force) as tmp:
         # Metadata carried in the file goes into the output, where its format holds it.
-        meta = {k: image.info[k] for k in ("icc_profile", "exif") if k in image.info}
+        meta = output_metadata(image.info, fmt)
         try:
             image.save(tmp, format=fmt, **meta)
         except (KeyError, ValueError) as e:

@@ -198,7 +198,7 @@ def _finite(ctx, param, value: float | None) -> float | None:
     help="Encoder effort (as cjxl's -e): 1-3 refine each image for a better quality for its "
     "size, taking seconds to a minute a photo; 0 is the fast one-pass encoder.",
 )  # fmt: skip
-@click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF metadata.")
+@click.option("--strip", is_flag=True, help="Drop the ICC profile, EXIF and XMP metadata.")
 @force_option
 @jobs_option
 @cluster_option

@@ -151,7 +151,7 @@ class Codec:
         setting), or at the quality a target picks: `target_size` (bytes) and `target_bpp` the
         highest whose file fits, `target_psnr` (dB) the lowest that reaches it. A target that
         no quality meets gives the nearest miss with a note, or with `strict` an HvqError.
-        `metadata=False` drops the input's ICC profile and EXIF instead of storing them.
+        `metadata=False` drops the input's ICC profile, EXIF and XMP instead of storing them.
         `effort` 1 to 3 refines the fine symbols of an hvq-v3 model for a better rate-distortion
         trade-off, at many times the encoding time (`families.hyper.refinement`); 0 does not."""
         start = time.perf_counter()

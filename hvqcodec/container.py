@@ -18,7 +18,9 @@ QUALITY_SCALE = 100  # quality is stored as round(quality * 100), 0..10000
 MAX_QUALITY = {1: 255, 2: 100 * QUALITY_SCALE}  # the field's largest value, per version
 VERSIONS = tuple(MAX_QUALITY)  # the versions this module reads and writes
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
-METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF"}
+METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF", "xmp": b"XMP "}
+# Where Pillow's PNG reader and writer keep an XMP packet: an iTXt chunk of this keyword.
+PNG_XMP_KEY = "XML:com.adobe.xmp"
 # Every file's first two streams decode alone (a preview), whatever its model.
 PREVIEW_STREAMS = 2
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hvqcodec.container import PNG_XMP_KEY
 from hvqcodec.errors import HvqError
 from hvqcodec.layers.tiling import pad_to_stride
 
@@ -46,6 +47,7 @@ class Pixels:
     notes: list[str] = field(default_factory=list)  # what was converted, for the user
     icc_profile: bytes | None = None  # kept only when it describes RGB data
     exif: bytes | None = None  # orientation reset to 1 once applied to the pixels
+    xmp: bytes | None = None  # the XMP packet, UTF-8, as the input held it
 
 
 def to_rgb(im: Image.Image) -> Pixels:
@@ -64,7 +66,7 @@ def to_rgb(im: Image.Image) -> Pixels:
             notes.append(f"EXIF orientation unreadable ({_why(e)}), left the image as stored")
     elif orientation not in (None, 1):
         notes.append(f"invalid EXIF orientation {orientation!r}, left the image as stored")
-    meta = {"icc_profile": _icc(im, notes), "exif": _exif_bytes(exif, notes)}
+    meta = {"icc_profile": _icc(im, notes), "exif": _exif_bytes(exif, notes), "xmp": _xmp(im)}
     if im.mode == "RGB":
         return Pixels(np.asarray(im), notes, **meta)
     if im.mode.startswith("I;16") or im.mode == "I":
@@ -113,6 +115,20 @@ def _exif_bytes(exif: Image.Exif | None, notes: list[str]) -> bytes | None:
     except Exception as e:
         notes.append(f"dropped the EXIF metadata, which cannot be re-serialized ({_why(e)})")
         return None
+
+
+# Where Pillow's readers leave an XMP packet: JPEG, WebP and AVIF under "xmp" (bytes), PNG
+# under its iTXt keyword (str, `container.PNG_XMP_KEY`), TIFF in tag 700.
+TIFF_XMP_TAG = 700
+
+
+def _xmp(im: Image.Image) -> bytes | None:
+    xmp = im.info.get("xmp") or im.info.get(PNG_XMP_KEY)
+    if xmp is None and hasattr(im, "tag_v2"):
+        xmp = im.tag_v2.get(TIFF_XMP_TAG)
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    return bytes(xmp) if xmp else None
 
 
 def _exif(im: Image.Image) -> Image.Exif | None:

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hvqcodec import HvqError
 from hvqcodec.image_io import load_rgb
+from tests.conftest import tiny_hyper
 
 
 def test_rgb_array_passes_through(dog):
@@ -169,3 +171,42 @@ def test_pillow_warnings_become_notes(dog, recwarn):
     p = load_rgb(im)
     assert "Pillow: Corrupt EXIF data.  Expecting to read 12 bytes but only got 6." in p.notes
     assert not recwarn.list
+
+
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+    b'syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>'
+    b"</rdf:RDF></x:xmpmeta>"
+)
+
+
+@pytest.mark.parametrize("source", ["jpg", "png", "webp"])
+def test_xmp_travels_through_the_api_the_cli_and_pillow(tiny_hyper_codec, dog, tmp_path, source):
+    from click.testing import CliRunner
+    from PIL.PngImagePlugin import PngInfo
+
+    from hvqcodec.cli import main
+    from hvqcodec.container import PNG_XMP_KEY
+
+    path = tmp_path / f"rated.{source}"
+    if source == "png":
+        info = PngInfo()
+        info.add_itxt(PNG_XMP_KEY, XMP.decode())
+        Image.fromarray(dog).save(path, pnginfo=info)
+    else:
+        Image.fromarray(dog).save(path, xmp=XMP)
+    data = tiny_hyper_codec.encode(path)
+    assert tiny_hyper_codec.decode(data).info["xmp"] == XMP  # the API
+    weights = tmp_path / "tiny.pt"
+    torch.save(tiny_hyper(), weights)
+    run = CliRunner().invoke
+    assert run(main, ["compress", str(path), "-m", str(weights)]).exit_code == 0
+    hvq = path.with_suffix(".hvq")
+    assert Image.open(hvq).info["xmp"] == XMP  # Pillow, from the header read alone
+    for out, read in (("out.png", lambda im: im.info[PNG_XMP_KEY].encode()),
+                      ("out.jpg", lambda im: im.info["xmp"])):  # fmt: skip
+        assert run(main, ["decompress", str(hvq), "-o", str(tmp_path / out), "-m", str(weights)]
+                   ).exit_code == 0  # fmt: skip
+        assert read(Image.open(tmp_path / out)) == XMP, out
+    assert run(main, ["compress", str(path), "-m", str(weights), "--strip", "-f"]).exit_code == 0
+    assert "xmp" not in Image.open(hvq).info
