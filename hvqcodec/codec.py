@@ -225,7 +225,7 @@ class Codec:
         out = self.model.decode_streams(header.width, header.height, header.quality,
                                         header.streams)  # fmt: skip
         image = Image.fromarray(out.pixels, "RGB")
-        image.info.update(metadata_info(header))
+        image.info.update(metadata_info(header.chunks))
         stats = {n: c.stats for n, c in out.coders.items()}
         timings = stage_timings(time.perf_counter() - start, 0.0, out.seconds_in_priors, out.coders)
         return Decoded(image, header, out.codes, stats, timings)

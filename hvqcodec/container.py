@@ -241,9 +241,9 @@ def read_header(fp: BinaryIO) -> Header:
     return _header(_FileReader(fp))
 
 
-def metadata_info(header: HvqFile) -> dict[str, bytes]:
-    """The file's metadata chunks as Pillow `Image.info` entries."""
-    return {k: header.chunks[c] for k, c in METADATA_CHUNKS.items() if c in header.chunks}
+def metadata_info(chunks: dict[bytes, bytes]) -> dict[str, bytes]:
+    """A file's metadata chunks as Pillow `Image.info` entries."""
+    return {k: chunks[c] for k, c in METADATA_CHUNKS.items() if c in chunks}
 
 
 def complete_streams(data: bytes) -> int:

@@ -48,7 +48,7 @@ class HvqImageFile(ImageFile.ImageFile):
             chunks = container.read_chunks(tail[:-4]) if len(tail) >= 4 else {}
         except TruncatedFile:
             chunks = {}
-        self.info.update(container.metadata_info(container.HvqFile(0, 0, 0, 0, [], chunks)))
+        self.info.update(container.metadata_info(chunks))
         # Nothing is decoded until load(): the tile hands the whole file to HvqDecoder.
         self.tile = [ImageFile._Tile(FORMAT, (0, 0, *self.size), 0, None)]
 
