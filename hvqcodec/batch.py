@@ -8,6 +8,7 @@ into place only when complete.
 """
 
 import contextlib
+import glob
 import os
 import sys
 import tempfile
@@ -76,12 +77,18 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _temporary_affixes(path: Path) -> tuple[str, str]:
+    """Prefix and suffix of `atomic_output`'s temporary files for `path`: hidden, beside it."""
+    return f".{path.name}.", ".tmp"
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     check_output(path, force)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        prefix, suffix = _temporary_affixes(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     except FileNotFoundError:
         raise Failure(f"cannot write {path}: directory {path.parent} does not exist") from None
     except PermissionError:
@@ -316,7 +323,8 @@ def _remove_temporaries(jobs: list[Job]) -> None:
     a broken pool also stops the workers that were still busy, wherever they were."""
     for job in jobs:
         if job.dst is not None:
-            for tmp in job.dst.parent.glob(f".{job.dst.name}.*.tmp"):
+            prefix, suffix = _temporary_affixes(job.dst)
+            for tmp in job.dst.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 
