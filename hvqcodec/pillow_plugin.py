@@ -89,7 +89,16 @@ def _best_of_truncated(codec, data: bytes) -> Image.Image:
     """What a truncated file's complete streams give, as Pillow shows what arrived of a JPEG
     under `LOAD_TRUNCATED_IMAGES`: every stream (only the CRC or chunks are missing), or a
     prefix of them down to a preview; an HvqError if not even the preview's streams are
-    whole."""
+    whole, or if the file is all there (its chunks whole, and a CRC after them) and so damaged,
+    not cut short."""
+    tail = data[container.header_of(data).streams_end :]
+    if len(tail) >= 4:
+        try:
+            container.read_chunks(tail[:-4])
+        except TruncatedFile:
+            pass  # cut inside its chunks
+        else:
+            raise HvqError("corrupt file: CRC32 mismatch in a whole file (damaged, not truncated)")
     complete = container.complete_streams(data)
     if complete < container.PREVIEW_STREAMS:
         raise HvqError(

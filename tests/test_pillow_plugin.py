@@ -84,3 +84,7 @@ def test_truncated_files_load_their_complete_streams_under_load_truncated_images
         np.testing.assert_array_equal(np.asarray(im), expected, err_msg=what)
     with pytest.raises(hvqcodec.HvqError, match="a preview needs 2"):
         Image.open(io.BytesIO(data[: preview_end - 1])).load()
+    damaged = bytearray(data)
+    damaged[preview_end + 10] ^= 1  # whole, but not what was written: not a truncated file
+    with pytest.raises(hvqcodec.HvqError, match="damaged, not truncated"):
+        Image.open(io.BytesIO(bytes(damaged))).load()
