@@ -2,7 +2,7 @@
 
     import hvqcodec
     data = hvqcodec.encode("photo.jpg")     # bytes of a .hvq file
-    image = hvqcodec.decode(data)           # PIL.Image, RGB
+    image = hvqcodec.decode(data)           # PIL.Image: RGB, RGBA, L or LA, as the source
 
 `hvqcodec.Codec` keeps a model loaded for repeated use. Every bad input raises `HvqError`.
 Importing hvqcodec registers the .hvq format with Pillow: `Image.open("x.hvq")` works.

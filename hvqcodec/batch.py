@@ -9,6 +9,7 @@ into place only when complete.
 
 import contextlib
 import glob
+import io
 import os
 import sys
 import tempfile
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 from PIL import Image
 from tqdm import tqdm
 
-from hvqcodec.container import PNG_XMP_KEY, PREVIEW_STREAMS, read_prefix, unpack
+from hvqcodec import alpha
+from hvqcodec.container import ALPHA_CHUNK, PNG_XMP_KEY, PREVIEW_STREAMS, read_prefix, unpack
 from hvqcodec.errors import HvqError
 from hvqcodec.shipped import model_label
 
@@ -48,6 +50,7 @@ class Job:
     targets: dict = field(default_factory=dict)  # target_size, target_bpp or target_psnr
     strict: bool = False  # a target no quality meets fails the file
     effort: int = 0  # refinement of the fine symbols, 0-3
+    background: str | None = None  # composite transparency onto this colour, storing no alpha
 
 
 @dataclass
@@ -141,6 +144,19 @@ def image_format_for(path: Path) -> str:
     return fmt
 
 
+def keeps_alpha(fmt: str, mode: str) -> bool:
+    """Whether Pillow writes an image of `mode` (RGBA, LA) in format `fmt` with its alpha: a
+    1x1 probe written and read back. Pillow refuses alpha in some formats (JPEG) and drops it
+    without a word in others (PPM, BMP), and has no table of which."""
+    buf = io.BytesIO()
+    try:
+        Image.new(mode, (1, 1)).save(buf, format=fmt)
+        with Image.open(io.BytesIO(buf.getvalue())) as back:
+            return "A" in back.getbands() or "transparency" in back.info
+    except Exception:  # a format Pillow cannot write that way, or not read back
+        return False
+
+
 def _compress(codec: "Codec", job: Job) -> Outcome:
     check_output(job.dst, job.force)  # before the work, not after it
     enc = codec.encode_detailed(
@@ -149,6 +165,7 @@ def _compress(codec: "Codec", job: Job) -> Outcome:
         metadata=not job.strip,
         strict=job.strict,
         effort=job.effort,
+        background=job.background,
         **job.targets,
     )
     with atomic_output(job.dst, job.force) as tmp:
@@ -174,6 +191,11 @@ def _decompress(codec: "Codec | None", job: Job) -> Outcome:
     check_output(job.dst, job.force)
     data = read_file(job.src, job.preview)
     image = resolve(codec, data).decode(data, preview=job.preview)
+    notes = []
+    if image.mode in ("RGBA", "LA") and not keeps_alpha(fmt, image.mode):
+        # As a viewer shows it on a white page, rather than the colour under the alpha.
+        image = alpha.flatten(image)
+        notes.append(f"{fmt} keeps no alpha: composited the transparency onto white")
     with atomic_output(job.dst, job.force) as tmp:
         # Metadata carried in the file goes into the output, where its format holds it.
         meta = output_metadata(image.info, fmt)
@@ -184,7 +206,8 @@ def _decompress(codec: "Codec | None", job: Job) -> Outcome:
         size = tmp.stat().st_size
     return Outcome(
         job,
-        line=f"{job.src} -> {job.dst}: {image.width}x{image.height}",
+        line=f"{job.src} -> {job.dst}: {image.width}x{image.height} {image.mode}",
+        notes=notes,
         bytes_in=len(data),
         bytes_out=size,
         pixels=image.width * image.height,
@@ -195,11 +218,13 @@ def _info(codec: "Codec | None", job: Job) -> Outcome:
     data = read_file(job.src)
     h = unpack(data)
     bpp = 8 * len(data) / (h.width * h.height)
-    lines = [
-        f"{job.src}: {h.width}x{h.height}, model {model_label(h.model_id)}, "
-        f"quality {h.quality_label}, {len(data)} bytes, {bpp:.4f} bpp"
-        + (f", metadata: {', '.join(k.decode() for k in h.chunks)}" if h.chunks else "")
-    ]
+    line = (f"{job.src}: {h.width}x{h.height} {h.mode}, model {model_label(h.model_id)}, "
+            f"quality {h.quality_label}, {len(data)} bytes, {bpp:.4f} bpp")  # fmt: skip
+    if h.has_alpha:
+        payload = h.chunks[ALPHA_CHUNK]
+        line += f", alpha: {len(payload)} bytes ({alpha.coding(payload)})"
+    metadata = [k.decode() for k in h.chunks if k != ALPHA_CHUNK]
+    lines = [line + (f", metadata: {', '.join(metadata)}" if metadata else "")]
     if job.verbose:
         from hvqcodec.codec import resolve
 

@@ -160,6 +160,17 @@ def output_option(help: str):
     return click.option("-o", "--output", type=click.Path(path_type=Path), help=help)
 
 
+def _colour(ctx, param, value: str | None) -> str | None:
+    from hvqcodec.alpha import background_colour
+
+    if value is not None:
+        try:
+            background_colour(value)
+        except HvqError as e:
+            raise click.BadParameter(str(e), ctx, param) from None
+    return value
+
+
 def _finite(ctx, param, value: float | None) -> float | None:
     # click's ranges let nan through (every comparison with it is false) and inf past open ends.
     if value is not None and not math.isfinite(value):
@@ -199,13 +210,18 @@ def _finite(ctx, param, value: float | None) -> float | None:
     "size, taking seconds to a minute a photo; 0 is the fast one-pass encoder.",
 )  # fmt: skip
 @click.option("--strip", is_flag=True, help="Drop the ICC profile, EXIF and XMP metadata.")
+@click.option(
+    "--background", metavar="COLOR", callback=_colour,
+    help="Composite transparency onto this colour (a name such as white, or #rrggbb) and store "
+    "no alpha. Default: keep the alpha, losslessly.",
+)  # fmt: skip
 @force_option
 @jobs_option
 @cluster_option
 @verbose_option
 @model_option
 def compress(inputs, output, quality, target_size, target_bpp, target_psnr, strict, effort, strip,
-             force, jobs, cluster, verbose, model) -> None:  # fmt: skip
+             background, force, jobs, cluster, verbose, model) -> None:  # fmt: skip
     """Compress images (files or directories; any format Pillow reads) to .hvq.
 
     Each file gets the quality -q gives, or its own search for the one --size, --bpp or --psnr
@@ -231,6 +247,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
             targets=targets,
             strict=strict,
             effort=effort,
+            background=background,
         )
         for s in srcs
     ]
@@ -250,7 +267,9 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
     help="Fast coarse image from the top and middle levels alone; reads only their streams.",
 )  # fmt: skip
 def decompress(inputs, output, force, jobs, cluster, verbose, model, preview) -> None:
-    """Decompress .hvq files (or directories of them) to PNG, or the format of -o's extension."""
+    """Decompress .hvq files (or directories of them) to PNG, or the format of -o's extension.
+
+    A format without alpha (JPEG, PPM, BMP) gets transparency composited onto white, with a note."""
     srcs, skipped = expand(inputs, is_hvq, ".hvq files")
     many = len(srcs) > 1
     work = [

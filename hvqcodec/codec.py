@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hvqcodec import container
+from hvqcodec import alpha, container
 from hvqcodec.container import PREVIEW_STREAMS, QUALITY_SCALE, metadata_info
 from hvqcodec.errors import HvqError
 from hvqcodec.family import FamilyModel, Trial, check_effort
-from hvqcodec.image_io import ImageInput, load_rgb
+from hvqcodec.image_io import ImageInput, load_rgb, output_image
 from hvqcodec.metrics import psnr
 from hvqcodec.models import load_shipped, load_weights
 from hvqcodec.range_coder import StreamStats
@@ -146,18 +146,22 @@ class Codec:
         strict: bool = False,
         metadata: bool = True,
         effort: int = 0,
+        background: str | None = None,
     ) -> Encoded:
         """Encode at `quality` (0-100, fractions allowed; default: the model's everyday
         setting), or at the quality a target picks: `target_size` (bytes) and `target_bpp` the
         highest whose file fits, `target_psnr` (dB) the lowest that reaches it. A target that
         no quality meets gives the nearest miss with a note, or with `strict` an HvqError.
-        `metadata=False` drops the input's ICC profile, EXIF and XMP instead of storing them.
+        `metadata=False` drops the input's ICC profile, EXIF and XMP instead of storing them
+        (never the alpha). An image with transparency keeps its alpha plane, losslessly, unless
+        `background` names a colour ("white", "#rrggbb") to composite it onto.
         `effort` 1 to 3 refines the fine symbols of an hvq-v3 model for a better rate-distortion
         trade-off, at many times the encoding time (`families.hyper.refinement`); 0 does not."""
         start = time.perf_counter()
         asked = None if quality is None else to_hundredths(quality)  # refused before any work
         check_effort(effort)
-        pixels = load_rgb(image)
+        backdrop = None if background is None else alpha.background_colour(background)
+        pixels = load_rgb(image, backdrop)
         io = time.perf_counter() - start
         height, width = pixels.rgb.shape[:2]
         target = Target.choose(width, height, size=target_size, bpp=target_bpp, psnr=target_psnr)
@@ -165,7 +169,13 @@ class Codec:
             raise HvqError("give a quality or a target, not both")
         if strict and target is None:
             raise HvqError("strict needs a target: target_size, target_bpp or target_psnr")
+        flags = container.FLAG_GRAY if pixels.gray else 0
         chunks = {}
+        if pixels.alpha is not None:
+            flags |= container.FLAG_ALPHA
+            t = time.perf_counter()
+            chunks[container.ALPHA_CHUNK] = alpha.encode(pixels.alpha)
+            io += time.perf_counter() - t  # image file coding, as reading the input is
         if metadata:
             for key, kind in container.METADATA_CHUNKS.items():
                 if getattr(pixels, key):
@@ -178,7 +188,8 @@ class Codec:
             if q not in last:
                 trial = encoder.streams(q)
                 payload = [c.stream for c in trial.coded.values()]
-                header = container.HvqFile(width, height, self.model.model_id, q, payload, chunks)
+                header = container.HvqFile(width, height, self.model.model_id, q, payload, chunks,
+                                           container.version_for(flags), flags)  # fmt: skip
                 last.clear()
                 last[q] = container.pack(header), trial
             return last[q]
@@ -218,16 +229,20 @@ class Codec:
         """Decode a file; `preview` decodes its top and middle streams only, from a prefix of
         the file that holds them (a partial download will do; the CRC is then not checked).
         `streams`: decode the first `streams` streams of such a prefix (a truncated file's
-        complete ones, `container.complete_streams`)."""
+        complete ones, `container.complete_streams`). The image is RGB, RGBA, L or LA, as the
+        header's flags say; a prefix without the alpha plane's chunk has an opaque alpha."""
         start = time.perf_counter()
         header = container.unpack(bytes(data), PREVIEW_STREAMS if preview else streams)
         self._check_header(header)
+        t = time.perf_counter()
+        plane = alpha.plane_of(header)  # before the streams: a damaged one fails fast
+        io = time.perf_counter() - t
         out = self.model.decode_streams(header.width, header.height, header.quality,
                                         header.streams)  # fmt: skip
-        image = Image.fromarray(out.pixels, "RGB")
+        image = output_image(out.pixels, header.gray, plane)
         image.info.update(metadata_info(header.chunks))
         stats = {n: c.stats for n, c in out.coders.items()}
-        timings = stage_timings(time.perf_counter() - start, 0.0, out.seconds_in_priors, out.coders)
+        timings = stage_timings(time.perf_counter() - start, io, out.seconds_in_priors, out.coders)
         return Decoded(image, header, out.codes, stats, timings)
 
     def _check_header(self, header: container.HvqFile) -> None:
@@ -319,15 +334,16 @@ def encode(
     """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes, with the
     default model unless `model` names another, at `quality` (0-100) or at the quality that
     one target picks: `target_size`, `target_bpp` or `target_psnr`, with `strict` to fail
-    rather than miss it, and `effort` 0-3 (slower, smaller for the quality) as
-    `Codec.encode_detailed` takes them."""
+    rather than miss it, `effort` 0-3 (slower, smaller for the quality), and `metadata` and
+    `background` as `Codec.encode_detailed` takes them."""
     return resolve(model).encode(image, quality, **options)
 
 
 def decode(
     data: bytes, *, preview: bool = False, model: str | Path | FamilyModel | None = None
 ) -> Image.Image:
-    """Decompress .hvq bytes to an RGB PIL image, with the shipped model the file names
+    """Decompress .hvq bytes to a PIL image (RGB; RGBA, L or LA for a source with alpha or a
+    grayscale one), with the shipped model the file names
     (`model` overrides it). `preview`: a fast coarse image from the top and middle streams
     alone (a prefix of the file that holds them is enough)."""
     return resolve(model, data).decode(data, preview=preview)

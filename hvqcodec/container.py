@@ -12,24 +12,34 @@ from hvqcodec.errors import HvqError, TruncatedFile
 _MAX_VARINT_BYTES = 5  # enough for any 32-bit value
 MAGIC = b"HVQ"
 # Version 2 widened the quality field to the 0-100 scale in hundredths; version 1 files
-# (hvqcodec 0.1 and 0.2: one byte, a model's own 1..N quality) still read.
+# (hvqcodec 0.1 and 0.2: one byte, a model's own 1..N quality) still read. Version 3 adds a
+# feature flags byte; a file without flags is written as version 2, which older hvqcodec reads.
 VERSION = 2
+FLAGS_VERSION = 3  # the first version with the flags byte
 QUALITY_SCALE = 100  # quality is stored as round(quality * 100), 0..10000
-MAX_QUALITY = {1: 255, 2: 100 * QUALITY_SCALE}  # the field's largest value, per version
+# The quality field's largest value, per version.
+MAX_QUALITY = {1: 255, 2: 100 * QUALITY_SCALE, 3: 100 * QUALITY_SCALE}
 VERSIONS = tuple(MAX_QUALITY)  # the versions this module reads and writes
+# Feature flags: what the decoder outputs besides RGB. Other bits are reserved.
+FLAG_GRAY = 1  # the image is grayscale: decode to L (LA)
+FLAG_ALPHA = 2  # the file has an alpha plane, in an ALPHA_CHUNK: decode to RGBA (LA)
+KNOWN_FLAGS = FLAG_GRAY | FLAG_ALPHA
 # Metadata chunks, by the key Pillow uses for them in `Image.info`.
 METADATA_CHUNKS = {"icc_profile": b"ICCP", "exif": b"EXIF", "xmp": b"XMP "}
+ALPHA_CHUNK = b"ALPH"  # the alpha plane as a PNG or lossless WebP file (`hvqcodec.alpha`)
 # Where Pillow's PNG reader and writer keep an XMP packet: an iTXt chunk of this keyword.
 PNG_XMP_KEY = "XML:com.adobe.xmp"
 # Every file's first two streams decode alone (a preview), whatever its model.
 PREVIEW_STREAMS = 2
 
 
-class _QualityField:
-    """The quality field read through its version: `quality` and `version` attributes."""
+class _Fields:
+    """The quality field read through its version, and the feature flags: `quality`, `version`
+    and `flags` attributes."""
 
     quality: int
     version: int
+    flags: int
 
     @property
     def quality_value(self) -> float:
@@ -43,9 +53,22 @@ class _QualityField:
             return f"{self.quality} (of the model's own 1..N scale, before 0-100)"
         return f"{self.quality_value:g}"
 
+    @property
+    def gray(self) -> bool:
+        return bool(self.flags & FLAG_GRAY)
+
+    @property
+    def has_alpha(self) -> bool:
+        return bool(self.flags & FLAG_ALPHA)
+
+    @property
+    def mode(self) -> str:
+        """The Pillow mode the file decodes to: RGB, RGBA, L or LA."""
+        return ("L" if self.gray else "RGB") + ("A" if self.has_alpha else "")
+
 
 @dataclass
-class HvqFile(_QualityField):
+class HvqFile(_Fields):
     width: int
     height: int
     model_id: int
@@ -55,6 +78,13 @@ class HvqFile(_QualityField):
     # A reader keeps the types it knows and skips the rest.
     chunks: dict[bytes, bytes] = field(default_factory=dict)
     version: int = VERSION
+    flags: int = 0  # FLAG_GRAY | FLAG_ALPHA; version 3 only
+
+
+def version_for(flags: int) -> int:
+    """The version a writer gives a file: 2 without feature flags, so that an RGB file is
+    byte for byte what hvqcodec wrote before version 3, and older readers read it; else 3."""
+    return FLAGS_VERSION if flags else VERSION
 
 
 def _varint(n: int) -> bytes:
@@ -95,6 +125,8 @@ def pack(f: HvqFile) -> bytes:
         raise HvqError(f"cannot write .hvq format version {f.version}")
     if not isinstance(f.quality, int) or not 0 <= f.quality <= MAX_QUALITY[f.version]:
         raise HvqError(f"quality field {f.quality} out of range")
+    if not 0 <= f.flags <= 255 or (f.flags and f.version < FLAGS_VERSION):
+        raise HvqError(f"feature flags {f.flags} need format version 3 and fit in a byte")
     if len(f.streams) > 255:
         raise HvqError("the stream count must fit in a byte")
     if any(len(kind) != 4 for kind in f.chunks):
@@ -107,6 +139,7 @@ def pack(f: HvqFile) -> bytes:
             _varint(f.width),
             _varint(f.height),
             f.quality.to_bytes(1 if f.version == 1 else 2, "big"),
+            bytes([f.flags]) if f.version >= FLAGS_VERSION else b"",
             bytes([len(f.streams)]),
             *[_varint(len(s)) for s in f.streams],
             *f.streams,
@@ -117,7 +150,7 @@ def pack(f: HvqFile) -> bytes:
 
 
 @dataclass
-class Header(_QualityField):
+class Header(_Fields):
     """The fixed fields of a file and where its parts lie: all that is known before the
     streams are read."""
 
@@ -128,6 +161,7 @@ class Header(_QualityField):
     stream_lengths: list[int]
     size: int  # bytes of the header, stream lengths included: the first stream starts here
     version: int = VERSION
+    flags: int = 0
 
     @property
     def streams_end(self) -> int:
@@ -149,9 +183,15 @@ def _header(r: _Reader) -> Header:
     quality = int.from_bytes(r.take(1 if version == 1 else 2, "quality"), "big")
     if quality > MAX_QUALITY[version]:
         raise HvqError(f"corrupt header: quality field {quality} is past 10000 (100.00)")
+    flags = r.take(1, "feature flags")[0] if version >= FLAGS_VERSION else 0
+    if flags & ~KNOWN_FLAGS:
+        raise HvqError(
+            f"unsupported feature flags {flags:#04x} (this hvqcodec knows {KNOWN_FLAGS:#04x}): "
+            "the file needs a newer hvqcodec"
+        )
     levels = r.take(1, "stream count")[0]
     lengths = [r.varint("stream length") for _ in range(levels)]
-    return Header(width, height, model_id, quality, lengths, r.pos, version)
+    return Header(width, height, model_id, quality, lengths, r.pos, version, flags)
 
 
 def header_of(data: bytes) -> Header:
@@ -170,7 +210,7 @@ def _check_start(data: bytes) -> int:
     version = _Reader(data[3:]).take(1, "version")[0]
     if version not in VERSIONS:
         raise HvqError(
-            f"unsupported .hvq format version {version} (this hvqcodec reads 1 and {VERSION})"
+            f"unsupported .hvq format version {version} (this hvqcodec reads 1 to {VERSIONS[-1]})"
         )
     return version
 
@@ -180,7 +220,7 @@ def unpack(data: bytes, streams: int | None = None) -> HvqFile:
 
     `streams`: parse only the header and the first `streams` streams (a preview). `data` may
     then be any prefix of the file that holds them, so the CRC, which covers the whole file, is
-    not checked, and the chunks after the streams are not read.
+    not checked; of the chunks after the last stream it keeps those the prefix holds whole.
     """
     body = data
     if streams is None:
@@ -202,16 +242,28 @@ def unpack(data: bytes, streams: int | None = None) -> HvqFile:
             f"corrupt file: streams take {sum(lengths)} bytes but {len(body) - r.pos} remain"
         )
     payload = [r.take(n, "streams") for n in lengths]
-    chunks = read_chunks(body[r.pos :]) if streams is None else {}
-    return HvqFile(h.width, h.height, h.model_id, h.quality, payload, chunks, h.version)
+    if streams is None:
+        chunks = read_chunks(body[r.pos :])
+        if h.flags & FLAG_ALPHA and ALPHA_CHUNK not in chunks:
+            raise HvqError("corrupt file: the header announces an alpha plane, but no ALPH chunk")
+    else:
+        chunks = read_chunks(body[h.streams_end :], whole_only=True)
+    return HvqFile(h.width, h.height, h.model_id, h.quality, payload, chunks, h.version, h.flags)
 
 
-def read_chunks(data: bytes) -> dict[bytes, bytes]:
-    """The chunks of the bytes between the last stream and the CRC."""
+def read_chunks(data: bytes, whole_only: bool = False) -> dict[bytes, bytes]:
+    """The chunks of the bytes between the last stream and the CRC. `whole_only`: `data` is a
+    prefix of those bytes, the CRC perhaps among them (or not even the last stream's end: then
+    there are none); keep the chunks before the first that is cut short or malformed."""
     r, chunks = _Reader(data), {}
     while r.pos < len(data):
-        kind = r.take(4, "chunk type")
-        chunks[kind] = r.take(r.varint("chunk length"), f"{kind!r} chunk")
+        try:
+            kind = r.take(4, "chunk type")
+            chunks[kind] = r.take(r.varint("chunk length"), f"{kind!r} chunk")
+        except HvqError:
+            if not whole_only:
+                raise
+            break
     return chunks
 
 

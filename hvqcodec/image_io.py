@@ -1,5 +1,7 @@
-"""Pixels in and out: whatever the user hands over becomes an (H, W, 3) uint8 array. Also the
-folders of photos that training, evaluation and the benchmarks read, through the same loader."""
+"""Pixels in and out: whatever the user hands over becomes an (H, W, 3) uint8 array, with its
+alpha plane and whether it is grayscale; decoded pixels become an image of the mode the file
+names. Also the folders of photos that training, evaluation and the benchmarks read, through
+the same loader."""
 
 import warnings
 from collections.abc import Iterable, Sequence
@@ -10,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from hvqcodec.alpha import composite
 from hvqcodec.container import PNG_XMP_KEY
 from hvqcodec.errors import HvqError
 from hvqcodec.layers.tiling import pad_to_stride
@@ -18,6 +21,8 @@ ImageInput = Image.Image | np.ndarray | str | Path
 ORIENTATION = 0x0112  # EXIF tag
 # What counts as a photo where a folder stands for its images.
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".ppm", ".tif", ".tiff", ".webp")
+# Modes that decode to L (LA): their gray is coded replicated into RGB.
+GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -43,15 +48,19 @@ def open_image(path: str | Path) -> Image.Image:
 
 @dataclass
 class Pixels:
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8; under the alpha, unpremultiplied
     notes: list[str] = field(default_factory=list)  # what was converted, for the user
     icc_profile: bytes | None = None  # kept only when it describes RGB data
     exif: bytes | None = None  # orientation reset to 1 once applied to the pixels
     xmp: bytes | None = None  # the XMP packet, UTF-8, as the input held it
+    alpha: np.ndarray | None = None  # (H, W) uint8, None for an opaque image
+    gray: bool = False  # a grayscale source, its gray in all three channels of `rgb`
 
 
-def to_rgb(im: Image.Image) -> Pixels:
-    """Apply the EXIF orientation and convert to 8-bit RGB, keeping ICC profile and EXIF."""
+def to_rgb(im: Image.Image, background: tuple[int, int, int] | None = None) -> Pixels:
+    """Apply the EXIF orientation and convert to 8-bit RGB and an alpha plane (None where the
+    image is opaque throughout), keeping ICC profile and EXIF. `background`: composite any
+    transparency onto this colour instead, leaving no alpha."""
     if 0 in im.size:
         raise HvqError(f"empty image: {im.width}x{im.height}")
     notes = []
@@ -67,22 +76,39 @@ def to_rgb(im: Image.Image) -> Pixels:
     elif orientation not in (None, 1):
         notes.append(f"invalid EXIF orientation {orientation!r}, left the image as stored")
     meta = {"icc_profile": _icc(im, notes), "exif": _exif_bytes(exif, notes), "xmp": _xmp(im)}
-    if im.mode == "RGB":
-        return Pixels(np.asarray(im), notes, **meta)
+    rgb, alpha = _planes(im)
+    gray = im.mode in GRAY_MODES or im.mode.startswith("I;16")
+    why, composited = "", alpha is not None and background is not None
+    if composited:
+        rgb, alpha = composite(rgb, alpha, background), None
+        gray = gray and len(set(background)) == 1
+        why = f" (transparency composited onto #{bytes(background).hex()})"
+    elif alpha is not None and (alpha == 255).all():
+        alpha = None  # as WebP does: an opaque alpha costs bytes and says nothing
+        why = " (its alpha is opaque throughout)"
+    mode = ("L" if gray else "RGB") + ("A" if alpha is not None else "")
+    if im.mode != mode or composited:
+        notes.append(f"converted {im.mode} to {mode}{why}")
+    return Pixels(rgb, notes, **meta, alpha=alpha, gray=gray)
+
+
+def _planes(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) uint8 colour and the (H, W) alpha of an image with any transparency, from an
+    alpha band or a transparent colour or palette entry (`info["transparency"]`)."""
     if im.mode.startswith("I;16") or im.mode == "I":
-        a = np.asarray(im).astype(np.float64)
+        values = np.asarray(im)
+        a = values.astype(np.float64)
         # 16-bit data is scaled down; 32-bit "I" images are often 8-bit values, kept as they are.
         scale = 255 / 65535 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 1.0
         gray = np.clip(np.round(a * scale), 0, 255).astype(np.uint8)
-        notes.append(f"converted {im.mode} (grayscale) to 8-bit RGB")
-        return Pixels(np.repeat(gray[..., None], 3, axis=2), notes, **meta)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        notes.append(f"converted {im.mode} to RGB (transparency composited on white)")
-        return Pixels(np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), notes, **meta)
-    notes.append(f"converted {im.mode} to RGB")
-    return Pixels(np.asarray(im.convert("RGB")), notes, **meta)
+        key = im.info.get("transparency")  # Pillow's conversions ignore it for these modes
+        alpha = None if key is None else np.where(values == key, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), alpha
+    if {"A", "a"} & set(im.getbands()) or "transparency" in im.info:
+        # La (premultiplied) converts to RGBA only through LA.
+        rgba = np.asarray((im.convert("LA") if im.mode == "La" else im).convert("RGBA"))
+        return rgba[..., :3], rgba[..., 3]
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB")), None
 
 
 def _why(e: Exception) -> str:
@@ -139,12 +165,13 @@ def _exif(im: Image.Image) -> Image.Exif | None:
     return exif if len(exif) else None
 
 
-def load_rgb(image: ImageInput) -> Pixels:
-    """A PIL image, an (H, W, 3) uint8 array or a path -> RGB pixels and metadata. Pillow's
-    warnings about the input (corrupt EXIF, odd sizes) become notes, not warning text."""
+def load_rgb(image: ImageInput, background: tuple[int, int, int] | None = None) -> Pixels:
+    """A PIL image, an (H, W, 3) uint8 array or a path -> RGB pixels, alpha and metadata
+    (`background`: as `to_rgb`). Pillow's warnings about the input (corrupt EXIF, odd sizes)
+    become notes, not warning text."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pixels = _load_rgb(image)
+        pixels = _load_rgb(image, background)
     for w in caught:
         note = f"Pillow: {w.message}"
         if note not in pixels.notes:
@@ -152,12 +179,12 @@ def load_rgb(image: ImageInput) -> Pixels:
     return pixels
 
 
-def _load_rgb(image: ImageInput) -> Pixels:
+def _load_rgb(image: ImageInput, background: tuple[int, int, int] | None) -> Pixels:
     if isinstance(image, (str, Path)):
         image = open_image(image)
     if isinstance(image, Image.Image):
         try:
-            return to_rgb(image)
+            return to_rgb(image, background)
         except HvqError:
             raise
         except Exception as e:  # Pillow's conversions fail in many types on damaged data
@@ -171,6 +198,18 @@ def _load_rgb(image: ImageInput) -> Pixels:
             raise HvqError(f"empty image: shape {image.shape}")
         return Pixels(np.ascontiguousarray(image))
     raise HvqError(f"cannot encode a {type(image).__name__}: pass a PIL image, array or path")
+
+
+def output_image(rgb: np.ndarray, gray: bool, alpha: np.ndarray | None) -> Image.Image:
+    """Decoded (H, W, 3) uint8 pixels as the image a file's flags name: RGB, or L by the
+    rounded mean of the three channels ((R + G + B + 1) // 3, exact in integers), and the
+    alpha plane, if any, as a fourth (second) band."""
+    planes = rgb
+    if gray:
+        planes = ((rgb.astype(np.uint16).sum(axis=2, keepdims=True) + 1) // 3).astype(np.uint8)
+    if alpha is not None:
+        planes = np.concatenate([planes, alpha[..., None]], axis=2)
+    return Image.fromarray(planes[..., 0] if planes.shape[2] == 1 else planes)
 
 
 def image_paths(folder: str | Path) -> list[Path]:

@@ -1,17 +1,18 @@
 """Pillow plugin: `Image.open("x.hvq")` and `im.save("y.hvq", quality=Q)` after `import hvqcodec`.
 
 `quality` is the 0-100 scale of Pillow's JPEG and WebP savers; `target_size`, `target_bpp` and
-`target_psnr` pick it instead, and `effort` (0-3, as the JPEG XL plugin's) refines, as in
-`hvqcodec.encode`.
+`target_psnr` pick it instead, `effort` (0-3, as the JPEG XL plugin's) refines, and
+`background` composites transparency onto a colour, as in `hvqcodec.encode`.
 
 Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open` reads
-the header alone (size, model, quality) and, where the file is all there, the metadata chunks
-after the streams, which it seeks to; `load()` runs the codec with the model the header names;
-`verify()` checks the CRC. Under `ImageFile.LOAD_TRUNCATED_IMAGES` a truncated file loads as the
-best image its complete streams give. Data that ends inside the header raises `TruncatedFile`,
-an OSError, which `ImageFile.Parser` takes for "not enough data yet", so incremental parsing
-(Django's `get_image_dimensions`) knows the size once the header has arrived and decodes the
-whole file on `close()`.
+the header alone (size, mode, model, quality) and, where the file is all there, the metadata
+chunks after the streams, which it seeks to; `load()` runs the codec with the model the header
+names; `verify()` checks the CRC. Under `ImageFile.LOAD_TRUNCATED_IMAGES` a truncated file
+loads as the best image its complete streams give, its alpha opaque if its alpha plane is cut
+off. Data that ends inside the header raises `TruncatedFile`, an OSError, which
+`ImageFile.Parser` takes for "not enough data yet", so incremental parsing (Django's
+`get_image_dimensions`) knows the size once the header has arrived and decodes the whole file
+on `close()`.
 """
 
 from PIL import Image, ImageFile
@@ -37,7 +38,7 @@ class HvqImageFile(ImageFile.ImageFile):
         # The magic matched in _accept, so a bad header is ours to describe: HvqError propagates.
         header = container.read_header(self.fp)
         self._size = (header.width, header.height)
-        self._mode = "RGB"
+        self._mode = header.mode  # RGB, RGBA, L or LA: from the header's flags
         self.info["hvq_model_id"] = header.model_id
         self.info["quality"] = header.quality_value
         # Metadata sits after the streams: seek over them. A file still arriving has no
@@ -115,7 +116,7 @@ def _save(im: Image.Image, fp, filename) -> None:
     strict = bool(options.get("strict"))
     effort = options.get("effort", 0)
     fp.write(resolve(None).encode(im, options.get("quality"), strict=strict, effort=effort,
-                                  **targets))  # fmt: skip
+                                  background=options.get("background"), **targets))  # fmt: skip
 
 
 def register() -> None:

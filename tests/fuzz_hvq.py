@@ -1,8 +1,10 @@
 """Structure-aware fuzzing of the .hvq decoder.
 
-Mutations start from valid small files: truncations, byte flips, random and extreme header
-fields (sizes, lengths, counts, version, model id, quality) and random payloads, most with the
-CRC recomputed so that they reach past the checksum into the parser and the range decoder.
+Mutations start from valid small files, RGB and version 3's (an alpha plane as a WebP or a PNG
+in the ALPH chunk, grayscale): truncations, byte flips, random and extreme header fields
+(sizes, lengths, counts, version, feature flags, model id, quality), random payloads and
+damaged alpha planes, most with the CRC recomputed so that they reach past the checksum into
+the parser, the range decoder and the alpha plane's decoder.
 Every case must decode or raise HvqError, within a time limit.
 
     python -m tests.fuzz_hvq --cases 200000          # a longer run than the test suite's
@@ -17,9 +19,10 @@ import zlib
 from collections.abc import Iterator
 
 import numpy as np
+from PIL import Image
 
-from hvqcodec import Codec, HvqError
-from hvqcodec.container import _varint, pack, unpack
+from hvqcodec import Codec, HvqError, alpha
+from hvqcodec.container import ALPHA_CHUNK, FLAGS_VERSION, _varint, pack, unpack
 
 EXTREMES = [0, 1, 2, 31, 32, 33, 127, 128, 255, 256, 16383, 16384, 65535, 65536, 2**31 - 1,
             2**32 - 1, 2**35 - 1]  # fmt: skip
@@ -33,7 +36,15 @@ class Hang(Exception):
 def seeds(codec: Codec) -> list[bytes]:
     rng = np.random.default_rng(0)
     shapes = [(1, 1), (17, 33), (40, 40), (64, 96)]
-    return [codec.encode(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
+    files = [codec.encode(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in shapes]
+    # Version 3: colour and gray with an alpha plane (soft: the encoder picks a WebP), gray.
+    rgba = Image.fromarray(rng.integers(0, 256, (24, 40, 4), dtype=np.uint8))
+    rgba.putalpha(Image.linear_gradient("L").resize((40, 24)))
+    files += [codec.encode(im) for im in (rgba, rgba.convert("LA"), rgba.convert("L"))]
+    with_png = unpack(files[-3])  # the same plane as a PNG, the other payload a reader meets
+    plane = np.asarray(rgba.getchannel("A"))
+    with_png.chunks[ALPHA_CHUNK] = alpha.candidates(plane)["png"]
+    return files + [pack(with_png)]
 
 
 def recrc(body: bytes) -> bytes:
@@ -43,7 +54,7 @@ def recrc(body: bytes) -> bytes:
 def mutate(rng: random.Random, seed: bytes) -> bytes:
     f = unpack(seed)
     body = seed[:-4]
-    choice = rng.randrange(10)
+    choice = rng.randrange(11)
     if choice == 0:  # truncation, CRC left as it falls
         return seed[: rng.randrange(len(seed))]
     if choice == 1:  # byte flips without fixing the CRC
@@ -62,15 +73,18 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
             width, height = rng.randint(1, 300), rng.randint(1, 300)
         rest = body[8 + len(_varint(f.width)) + len(_varint(f.height)) :]
         return recrc(body[:8] + _varint(width) + _varint(height) + rest)
-    if choice == 4:  # model id, quality, version
+    if choice == 4:  # model id, quality, version, feature flags (unknown bits included)
         f.model_id = rng.choice([f.model_id ^ (1 << rng.randrange(32)), rng.getrandbits(32)])
-        f.version = rng.choice([1, 2])  # version 1 files keep decoding (a byte of quality)
+        f.version = rng.choice([1, 2, 3])  # version 1 files keep decoding (a byte of quality)
         f.quality = rng.randrange(256 if f.version == 1 else 10_001)
+        flags = rng.choice([f.flags, rng.randrange(4), rng.randrange(256)])
+        f.flags = flags if f.version >= FLAGS_VERSION else 0
         data = pack(f) if rng.random() < 0.5 else recrc(body[:3] + bytes([rng.randrange(256)])
                                                         + body[4:])  # fmt: skip
         return data
     if choice == 5:  # level count and stream lengths, with the payload as it was
         quality = f.quality.to_bytes(1 if f.version == 1 else 2, "big")
+        quality += bytes([f.flags]) if f.version >= FLAGS_VERSION else b""
         head = body[:8] + _varint(f.width) + _varint(f.height) + quality
         count = rng.choice([0, 1, 2, 3, 4, 255])
         lengths = b"".join(_varint(rng.choice(EXTREMES + [rng.randrange(64)]))
@@ -87,6 +101,12 @@ def mutate(rng: random.Random, seed: bytes) -> bytes:
         return recrc(data)
     if choice == 8:  # varints that never end
         return recrc(body[:8] + b"\xff" * rng.randint(1, 12))
+    if choice == 9 and ALPHA_CHUNK in f.chunks:  # a damaged alpha plane, the file intact
+        plane = bytearray(f.chunks[ALPHA_CHUNK])
+        for _ in range(rng.randint(1, 8)):
+            plane[rng.randrange(len(plane))] = rng.randrange(256)
+        f.chunks[ALPHA_CHUNK] = bytes(plane[: rng.choice([len(plane), rng.randrange(len(plane))])])
+        return pack(f)
     return rng.randbytes(rng.randrange(64))  # garbage, sometimes with the magic
 
 

@@ -112,10 +112,15 @@ def test_batch_continues_after_a_failure(work, weights):
     assert "2 of 3 files done" in r.output and "bad.png" in r.output
 
 
-def test_grayscale_input_is_converted_with_a_note(work, weights):
+def test_grayscale_input_stays_grayscale_and_a_conversion_gets_a_note(work, weights):
     Image.open(work / "dog.png").convert("L").save(work / "gray.png")
     r = cli("compress", work / "gray.png", "-m", weights)
-    assert r.exit_code == 0 and "converted L to RGB" in r.output
+    assert r.exit_code == 0 and "note" not in r.output
+    r = cli("decompress", work / "gray.hvq", "-m", weights, "-o", work / "out.png")
+    assert r.exit_code == 0 and Image.open(work / "out.png").mode == "L"
+    Image.open(work / "dog.png").convert("CMYK").save(work / "cmyk.jpg")
+    r = cli("compress", work / "cmyk.jpg", "-m", weights)
+    assert r.exit_code == 0 and "converted CMYK to RGB" in r.output
 
 
 def test_bad_weights_file(work):

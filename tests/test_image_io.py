@@ -1,4 +1,5 @@
-"""Inputs of every mode become RGB, with a note saying what changed."""
+"""Inputs of every mode become RGB, an alpha plane and a grayscale flag, with a note saying
+what changed; decoded pixels become the image the flags name."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from PIL import Image
 
 from hvqcodec import HvqError
-from hvqcodec.image_io import load_rgb
+from hvqcodec.image_io import load_rgb, output_image
 from tests.conftest import tiny_hyper
 
 
@@ -16,8 +17,12 @@ def test_rgb_array_passes_through(dog):
     assert rgb.shape == dog.shape and notes == []
 
 
-@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16"])
-def test_modes_convert_to_rgb_with_a_note(dog, mode):
+@pytest.mark.parametrize(
+    "mode,out",
+    [("L", "L"), ("1", "L"), ("I;16", "L"), ("LA", "L"), ("P", "RGB"), ("RGBA", "RGB"),
+     ("CMYK", "RGB")],
+)  # fmt: skip
+def test_modes_convert_to_rgb_or_gray_with_a_note_where_the_mode_changes(dog, mode, out):
     im = Image.fromarray(dog)
     if mode == "I;16":  # real 16-bit values, scaled down to 8 bits
         im = Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
@@ -26,13 +31,58 @@ def test_modes_convert_to_rgb_with_a_note(dog, mode):
     p = load_rgb(im)
     rgb, notes = p.rgb, p.notes
     assert rgb.dtype == np.uint8 and rgb.shape == (*dog.shape[:2], 3)
-    assert any(mode in n for n in notes)
+    assert p.gray == (out == "L") and p.alpha is None  # the dog's alpha is opaque: dropped
+    if p.gray:
+        assert (rgb == rgb[..., :1]).all()
+    expected = [f"converted {mode} to {out}"] if mode != out else []
+    assert [n.split(" (")[0] for n in notes] == expected
 
 
-def test_transparency_is_composited_on_white():
-    im = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
-    rgb = load_rgb(im).rgb
-    assert (rgb == 255).all()
+def test_transparency_is_kept_under_the_alpha_or_composited_onto_a_background():
+    im = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
+    im.putpixel((0, 0), (10, 20, 30, 128))
+    p = load_rgb(im)
+    assert (p.rgb == (10, 20, 30)).all() and p.notes == [] and not p.gray
+    assert p.alpha[0, 0] == 128 and (p.alpha.ravel()[1:] == 0).all()
+    flat = load_rgb(im, background=(255, 255, 255))
+    assert flat.alpha is None and (flat.rgb[1:] == 255).all()
+    assert (flat.rgb[0, 0] == [(c * 128 + 255 * 127 + 127) // 255 for c in (10, 20, 30)]).all()
+    assert flat.notes == ["converted RGBA to RGB (transparency composited onto #ffffff)"]
+    gray = load_rgb(im.convert("LA"), background=(0, 0, 0))
+    assert gray.gray and gray.alpha is None
+    assert not load_rgb(im.convert("LA"), background=(255, 0, 0)).gray  # now in colour
+
+
+def test_a_transparent_colour_or_palette_entry_becomes_an_alpha_plane():
+    values = np.array([[0, 1000, 65535]], np.uint16)
+    key = Image.fromarray(values)
+    key.info["transparency"] = 1000  # a 16-bit PNG's tRNS: Pillow's conversions ignore it
+    p = load_rgb(key)
+    assert p.gray and p.alpha.tolist() == [[255, 0, 255]] and p.rgb[0, :, 0].tolist() == [0, 4, 255]
+    palette = Image.new("P", (2, 1))
+    palette.putpalette([0, 0, 0, 200, 100, 0])
+    palette.putdata([0, 1])
+    palette.info["transparency"] = bytes([64, 255])
+    p = load_rgb(palette)
+    assert p.alpha.tolist() == [[64, 255]] and p.rgb[0, 1].tolist() == [200, 100, 0]
+    assert p.notes == ["converted P to RGBA"]
+
+
+def test_premultiplied_modes_are_unpremultiplied():
+    for mode, value, rgb in (("RGBa", (100, 50, 20, 128), (199, 99, 39)), ("La", (100, 128),
+                                                                         (199,) * 3)):  # fmt: skip
+        p = load_rgb(Image.new(mode, (2, 2), value))
+        assert p.alpha.tolist() == [[128, 128]] * 2 and p.rgb[0, 0].tolist() == list(rgb), mode
+
+
+def test_decoded_gray_is_the_rounded_mean_and_alpha_a_last_band():
+    rgb = np.array([[[1, 0, 0], [1, 1, 0], [255, 255, 254], [7, 8, 9]]], np.uint8)
+    assert np.asarray(output_image(rgb, True, None)).tolist() == [[0, 1, 255, 8]]
+    alpha = np.array([[0, 1, 2, 3]], np.uint8)
+    assert output_image(rgb, True, alpha).mode == "LA"
+    rgba = output_image(rgb, False, alpha)
+    assert rgba.mode == "RGBA" and np.asarray(rgba)[..., 3].tolist() == alpha.tolist()
+    assert output_image(rgb, False, None).mode == "RGB"
 
 
 def test_exif_orientation_is_applied(dog, tmp_path):

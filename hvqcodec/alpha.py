@@ -1,0 +1,125 @@
+"""Transparency: the alpha plane, stored losslessly in a file's ALPH chunk, and compositing onto
+an opaque background for those who want no alpha.
+
+The colour under the alpha is coded as any image's; the alpha plane is not, because a lossy
+alpha shows: a halo around a cut-out, a stair on a soft edge, noise in a flat area. Lossless, as
+WebP's and AVIF's. Its payload is a complete standard image file of the plane rather than a
+coder of our own: alpha planes are flat runs and smooth or binary edges, which lossless image
+coders already do well, and a second implementation reads them with any image library. The
+encoder tries a greyscale PNG (1 bit deep where only 0 and 255 occur, else 8) and a lossless
+WebP, and keeps the smallest; the magic tells them apart, so there is no method byte. On the
+planes of `benchmarks/alpha.py` WebP is 5% to 52% smaller than the PNG
+(`benchmarks/results/alpha.json`); the PNG stays for planes with a side over 16383 pixels,
+which WebP cannot hold. Torch-free: `hvqcodec info` imports this module.
+"""
+
+import io
+
+import numpy as np
+from PIL import Image, ImageColor
+
+from hvqcodec.container import ALPHA_CHUNK, HvqFile
+from hvqcodec.errors import HvqError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# A lossless WebP in the simple format: RIFF, its size, then WEBP and a VP8L chunk (RFC 9649).
+WEBP_MAGIC, WEBP_LOSSLESS = b"RIFF", b"WEBPVP8L"
+WEBP_MAX_SIDE = 16383  # the most pixels a WebP row or column holds
+# libwebp's slowest lossless search (method 6) is the smallest file for some planes and 10 to 60
+# times method 4's time (seconds per megapixel): tried on planes up to this size only.
+METHOD_6_PIXELS = 1 << 20
+
+
+def candidates(plane: np.ndarray) -> dict[str, bytes]:
+    """Every coding the encoder tries for an (H, W) uint8 alpha plane, by name."""
+    out = {"png": _save(Image.fromarray(plane), "PNG", optimize=True)}
+    if np.isin(plane, (0, 255)).all():
+        out["png-1bit"] = _save(Image.fromarray(plane == 255), "PNG", optimize=True)
+    if max(plane.shape) <= WEBP_MAX_SIDE:
+        # Pillow writes an L image as RGB, the plane in all three channels: the lossless
+        # "subtract green" transform makes the copies in red and blue all but free.
+        methods = (4, 6) if plane.size <= METHOD_6_PIXELS else (4,)
+        for method in methods:
+            out[f"webp-m{method}"] = _save(
+                Image.fromarray(plane), "WEBP", lossless=True, quality=100, method=method
+            )
+    return out
+
+
+def encode(plane: np.ndarray) -> bytes:
+    """The ALPH chunk's payload: the smallest candidate (the first of equals, a PNG)."""
+    return min(candidates(plane).values(), key=len)
+
+
+def _save(im: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def coding(payload: bytes) -> str:
+    """What the payload is, by its magic: "PNG" or "WebP"; HvqError if neither."""
+    if payload.startswith(PNG_MAGIC):
+        return "PNG"
+    if payload[:4] == WEBP_MAGIC and payload[8:16] == WEBP_LOSSLESS:
+        return "WebP"
+    raise HvqError("corrupt file: the ALPH chunk is neither a PNG nor a lossless WebP")
+
+
+def decode(payload: bytes, width: int, height: int) -> np.ndarray:
+    """The (height, width) uint8 plane of an ALPH payload: a greyscale PNG's only channel, a
+    lossless WebP's first (red); HvqError if it is another size or does not decode."""
+    kind = coding(payload)
+    try:
+        with Image.open(io.BytesIO(payload), formats=[kind.upper()]) as im:
+            if im.size != (width, height):  # before decoding: the size is in its header
+                raise HvqError(
+                    f"corrupt file: the ALPH chunk's {kind} is {im.width}x{im.height}, "
+                    f"the image {width}x{height}"
+                )
+            if kind == "PNG" and im.mode not in ("1", "L"):
+                raise HvqError(f"corrupt file: the ALPH chunk's PNG is {im.mode}, not greyscale")
+            im.load()
+            return np.asarray(im.convert("L") if kind == "PNG" else im.getchannel(0))
+    except HvqError:
+        raise
+    except Exception as e:  # damaged data surfaces from Pillow's decoders in many types
+        raise HvqError(f"corrupt file: the ALPH chunk's {kind} does not decode ({e})") from e
+
+
+def plane_of(f: HvqFile) -> np.ndarray | None:
+    """The alpha plane a decoder outputs for a file or a prefix of it: None for a file without
+    the alpha flag (an ALPH chunk there is ignored), opaque where a prefix lacks the chunk."""
+    if not f.has_alpha:
+        return None
+    payload = f.chunks.get(ALPHA_CHUNK)
+    if payload is None:
+        return np.full((f.height, f.width), 255, np.uint8)
+    return decode(payload, f.width, f.height)
+
+
+def background_colour(spec: str) -> tuple[int, int, int]:
+    """A colour as Pillow names it ("white", "#rrggbb", "rgb(…)"); HvqError if it is none."""
+    try:
+        return ImageColor.getcolor(spec, "RGB")
+    except (ValueError, TypeError, AttributeError):
+        raise HvqError(
+            f"unknown colour {spec!r}: give a colour name such as white, or #rrggbb"
+        ) from None
+
+
+def composite(colour: np.ndarray, alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+    """`colour` (H, W, C) uint8 over an opaque background of C values through `alpha` (H, W),
+    rounded to the nearest level."""
+    a = alpha[..., None].astype(np.uint32)
+    back = np.asarray(background, np.uint32)
+    return ((colour * a + back * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """An RGBA or LA image composited onto white: RGB or L, its `info` kept."""
+    planes = np.asarray(image)
+    flat = composite(planes[..., :-1], planes[..., -1], (255,) * (planes.shape[2] - 1))
+    out = Image.fromarray(flat[..., 0] if image.mode == "LA" else flat)
+    out.info.update(image.info)
+    return out
