@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from hvqcodec import Codec, HvqError, container
-from hvqcodec.families.hyper import pipeline
-from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.families.hyper import tiles
+from hvqcodec.families.hyper.model import PAD_STRIDE, VQHyperprior, VQHyperpriorConfig
 from hvqcodec.families.hyper.weights import pack_weights as pack_hyper_weights
+from hvqcodec.layers.tiling import pad_to_stride
 from hvqcodec.models import build_model
 from tests.conftest import TINY_HYPER, tiny_hyper
 
@@ -50,13 +51,26 @@ def test_the_vq_streams_alone_are_a_preview_and_a_prefix(codec, dog):
 
 
 def test_tiles_give_the_untiled_result(codec, dog, monkeypatch):
+    whole_latent = codec.model.encoder(dog).y
     whole = codec.decode_detailed(codec.encode(dog))
-    monkeypatch.setattr(pipeline, "TILE_PIXELS", 64)
+    monkeypatch.setattr(tiles, "TILE_PIXELS", 64)  # 4 fine positions: many tiles, all halos
+    monkeypatch.setattr(tiles, "SUBTILE", 6)  # and sub-tiles across the tiles' edges
+    assert torch.equal(codec.model.encoder(dog).y, whole_latent)
     data = codec.encode(dog)
     tiled = codec.decode_detailed(data)
     for name, codes in whole.codes.items():
         np.testing.assert_array_equal(tiled.codes[name], codes)
     assert tiled.image.tobytes() == whole.image.tobytes()
+
+
+def test_the_tiled_analysis_computes_the_trained_one(codec, dog):
+    """The attention's statistics pooled over tiles and applied in a second pass: the function
+    the model was trained as, to float rounding."""
+    net = codec.model.net
+    x = torch.from_numpy(dog.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        trained = net.analysis(pad_to_stride(x, PAD_STRIDE) * 2 - 1)[0]
+    torch.testing.assert_close(tiles.analysis(net, dog, 64), trained, rtol=1e-4, atol=1e-5)
 
 
 def test_a_damaged_file_fails_its_crc(codec, dog):

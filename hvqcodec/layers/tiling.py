@@ -6,14 +6,52 @@ transposed convolutions) hold the largest activations: 64 channels at half resol
 of float32 for a 4096x4096 photo. They are local, so each output pixel depends only on a small
 window of input; running them tile by tile with a halo at least that window's reach gives the
 same numbers as one pass over the whole image, while only one tile's activations exist at a
-time. Layers with a global view (CBAM's channel attention pools over the whole map) stay
-untiled: they run at stride 8 and above, where maps are small.
+time. `tile_grid` gives the tiles and the windows they read, for callers that read their input
+and write their output themselves (from 8-bit pixels, into 8-bit pixels); `tiled` runs a
+network over a tensor that is there whole.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A tile's own rows and columns `[y0, y1) x [x0, x1)` and the window it reads,
+    `[top, bottom) x [left, right)`: the tile and up to a halo around it."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    def crop(self, part: torch.Tensor, scale: float = 1) -> torch.Tensor:
+        """The tile's own output from `part`, a network's output for the window, at `scale`
+        output pixels per input pixel."""
+        sy, sx = round((self.y0 - self.top) * scale), round((self.x0 - self.left) * scale)
+        oh, ow = round((self.y1 - self.y0) * scale), round((self.x1 - self.x0) * scale)
+        return part[..., sy : sy + oh, sx : sx + ow]
+
+
+def tile_grid(
+    height: int, width: int, tile: int, halo: int, region: tuple[int, int, int, int] | None = None
+) -> Iterator[Tile]:
+    """`tile` x `tile` tiles of a height x width map in raster order, each read with `halo`
+    extra rows and columns on every side that has them. `region` (y0, y1, x0, x1): tile only
+    that part of the map, reading halos from the rest."""
+    ry0, ry1, rx0, rx1 = region or (0, height, 0, width)
+    for y0 in range(ry0, ry1, tile):
+        for x0 in range(rx0, rx1, tile):
+            y1, x1 = min(y0 + tile, ry1), min(x0 + tile, rx1)
+            yield Tile(y0, y1, x0, x1, max(0, y0 - halo), min(height, y1 + halo),
+                       max(0, x0 - halo), min(width, x1 + halo))  # fmt: skip
 
 
 def tiled(
@@ -35,18 +73,13 @@ def tiled(
     if height <= tile and width <= tile:
         return fn(x)
     out = None
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            ly, lx = max(0, y0 - halo), max(0, x0 - halo)
-            part = fn(x[..., ly : min(height, y1 + halo), lx : min(width, x1 + halo)])
-            if out is None:
-                size = (round(height * scale), round(width * scale))
-                out = part.new_empty(*part.shape[:-2], *size)
-            oy, ox = round(y0 * scale), round(x0 * scale)
-            oh, ow = round((y1 - y0) * scale), round((x1 - x0) * scale)
-            sy, sx = round((y0 - ly) * scale), round((x0 - lx) * scale)
-            out[..., oy : oy + oh, ox : ox + ow] = part[..., sy : sy + oh, sx : sx + ow]
+    for t in tile_grid(height, width, tile, halo):
+        part = t.crop(fn(x[..., t.top : t.bottom, t.left : t.right]), scale)
+        if out is None:
+            size = (round(height * scale), round(width * scale))
+            out = part.new_empty(*part.shape[:-2], *size)
+        oy, ox = round(t.y0 * scale), round(t.x0 * scale)
+        out[..., oy : oy + part.shape[-2], ox : ox + part.shape[-1]] = part
     return out
 
 

@@ -12,16 +12,16 @@ preview) the synthesis gets the predicted mean.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hvqcodec import entropy_models
 from hvqcodec.container import HvqFile
 from hvqcodec.errors import HvqError
-from hvqcodec.families.hyper import refinement
+from hvqcodec.families.hyper import refinement, tiles
 from hvqcodec.families.hyper.integer import (
     ONE,
     IntegerHyperSynthesis,
@@ -29,7 +29,6 @@ from hvqcodec.families.hyper.integer import (
     scale_indices,
 )
 from hvqcodec.families.hyper.model import (
-    PAD_STRIDE,
     STREAMS,
     STRIDES,
     VQ_LEVELS,
@@ -40,16 +39,11 @@ from hvqcodec.family import (
     DecodedStreams,
     Trial,
     check_stream_count,
-    to_pixels,
 )
 from hvqcodec.integer_prior import IntegerLevelPrior
-from hvqcodec.layers import ResBlock
-from hvqcodec.layers.tiling import pad_to_stride, tiled
+from hvqcodec.layers.tiling import Tile
 from hvqcodec.range_coder import TableDecoder, TableEncoder, WavefrontDecoder, WavefrontEncoder
 from hvqcodec.rate_control import DEFAULT_QUALITY, FULL
-
-# Images larger than this on a side run their local layers in tiles (`hvqcodec.layers.tiling`).
-TILE_PIXELS = 1024
 
 
 @dataclass
@@ -100,24 +94,8 @@ class HyperModel:
 
 
 def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
-    hp, wp = -(-height // PAD_STRIDE) * PAD_STRIDE, -(-width // PAD_STRIDE) * PAD_STRIDE
+    hp, wp = tiles.padded(height, width)
     return {name: (hp // STRIDES[name], wp // STRIDES[name]) for name in STREAMS}
-
-
-def _analysis(net, x: torch.Tensor) -> torch.Tensor:
-    """The analysis, its local layers (all before a CBAM block) in tiles."""
-    layers = list(net.analysis)
-    cut = next((i for i, m in enumerate(layers) if isinstance(m, ResBlock)), len(layers))
-    head, tail = torch.nn.Sequential(*layers[:cut]), torch.nn.Sequential(*layers[cut:])
-    # Three (or four) 5x5 stride-2 convolutions reach 14 (30) pixels past their own block.
-    scale, halo = (1 / 8, 16) if cut < len(layers) else (1 / 16, 32)
-    return tail(tiled(lambda t: head(t * 2 - 1), x, scale=scale, tile=TILE_PIXELS, halo=halo))
-
-
-def _synthesis(net, y: torch.Tensor) -> torch.Tensor:
-    halo = net.config.synthesis_reach
-    out = tiled(net.synthesis, y, scale=16, tile=TILE_PIXELS // 16, halo=halo)
-    return (out + 1) / 2
 
 
 def _gains(model: HyperModel, hundredths: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -129,13 +107,11 @@ def _gains(model: HyperModel, hundredths: int) -> tuple[torch.Tensor, torch.Tens
 
 def fine_model(model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, hundredths: int):
     """From the integer hyper synthesis' mean and log-scale: gain and inverse gain (C, 1, 1),
-    mean times gain (C, H, W) and table indices at quality `hundredths`. Encoder, trial
-    reconstruction and decoder all go through here and `symbols_to_latent`, so they agree bit
-    for bit."""
-    log_gain, gain, inverse = _gains(model, hundredths)
-    indices = scale_indices(log_scale, log_gain).numpy()
-    gain, inverse = gain[:, None, None], inverse[:, None, None]
-    return gain, inverse, mean / ONE * gain, indices
+    mean times gain (C, H, W) and table indices at quality `hundredths`, whole. Encoder, trial
+    reconstruction and decoder all compute these as here (`FineLevel` does it a piece at a
+    time) and go through `symbols_to_latent`, so they agree bit for bit."""
+    level = FineLevel(model, mean, log_scale, hundredths)
+    return level.gain, level.inverse, level.mean_g(), level.indices()
 
 
 def symbols_to_latent(
@@ -143,6 +119,56 @@ def symbols_to_latent(
 ) -> torch.Tensor:
     """Fine symbols back to the latent the synthesis takes."""
     return (torch.from_numpy(symbols).double() + mean_g) * inverse
+
+
+class FineLevel:
+    """The fine symbols' model at one quality: the integer mean and log-scale of every symbol
+    (int32, whole) with the quality's gains. Everything derived from them is elementwise, so
+    it is computed in pieces (channels, or a tile's window), never as whole float64 maps."""
+
+    CHANNELS = 16  # channels at a time where whole maps are derived
+
+    def __init__(
+        self, model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, hundredths: int
+    ) -> None:
+        self.mean, self.log_scale = mean, log_scale
+        self.log_gain, gain, inverse = _gains(model, hundredths)
+        self.gain, self.inverse = gain[:, None, None], inverse[:, None, None]
+
+    def _pieces(self):
+        for c in range(0, self.mean.shape[0], self.CHANNELS):
+            yield slice(c, c + self.CHANNELS)
+
+    def mean_g(self, c: slice = slice(None), window: tuple = ()) -> torch.Tensor:
+        """Mean times gain, float64, of channels `c` in a (rows, columns) window."""
+        return self.mean[(c, *window)].double() / ONE * self.gain[c]
+
+    def indices(self) -> np.ndarray:
+        """The table index of every symbol, uint8 (C, H, W)."""
+        out = np.empty(self.mean.shape, dtype=np.uint8)
+        for c in self._pieces():
+            out[c] = scale_indices(self.log_scale[c], self.log_gain[c]).numpy()
+        return out
+
+    def symbols(self, y: torch.Tensor) -> np.ndarray:
+        """The latent y's symbols, rounded (int32), before any clamping to a table."""
+        out = np.empty(self.mean.shape, dtype=np.int32)
+        for c in self._pieces():
+            out[c] = torch.round(y[c].double() * self.gain[c] - self.mean_g(c)).numpy()
+        return out
+
+    def latent(self, symbols: np.ndarray | None) -> Callable[[Tile], torch.Tensor]:
+        """A tile's window of the synthesis' latent (`tiles.synthesis`): from the symbols, or
+        with none (a preview) the predicted mean."""
+
+        def window(t: Tile) -> torch.Tensor:
+            rows, cols = slice(t.top, t.bottom), slice(t.left, t.right)
+            if symbols is None:
+                return (self.mean[:, rows, cols].double() / ONE).float()
+            mean_g = self.mean_g(slice(None), (rows, cols))
+            return symbols_to_latent(symbols[:, rows, cols], mean_g, self.inverse).float()
+
+        return window
 
 
 def _code_level(model: HyperModel, name: str, codes: dict, shape, coder) -> np.ndarray:
@@ -161,12 +187,11 @@ class Encoder:
     @torch.no_grad()
     def __init__(self, model: HyperModel, rgb: np.ndarray, iterations: int = 0) -> None:
         self.model, net = model, model.net
+        self.rgb, self.iterations = rgb, iterations
         self.height, self.width = rgb.shape[:2]
         self.shapes = code_shapes(self.height, self.width)
-        x = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255
-        self.image, self.iterations = x[0], iterations
-        self.y = _analysis(net, pad_to_stride(x, PAD_STRIDE))[0].double()
-        feats = net.hyper_analysis.features(self.y[None].float())
+        self.y = tiles.analysis(net, rgb)
+        feats = net.hyper_analysis.features(self.y[None])
         codes, quantized, self.vq = {}, {}, {}
         for name in VQ_LEVELS:
             quantizer = net.quantizers[name]
@@ -176,58 +201,72 @@ class Encoder:
             codes[name] = _code_level(model, name, codes, self.shapes[name], coder)
             self.vq[name] = Coded(coder.finish(), codes[name], coder, time.perf_counter() - t)
             quantized[name] = quantizer.lookup(torch.from_numpy(codes[name])[None])
+        del feats, quantized
         t = time.perf_counter()
-        self.mean, self.log_scale = model.hyper(codes["top"], codes["middle"])
+        self.mean, self.log_scale = tiles.hyper_synthesis(
+            model.hyper, codes["top"], codes["middle"]
+        )
         self.hyper_seconds = time.perf_counter() - t
+
+    @property
+    def image(self) -> torch.Tensor:
+        """The image as (3, H, W) float in [0, 1], for refinement (whole: efforts above 0
+        are not memory-bounded)."""
+        return torch.tensor(self.rgb).permute(2, 0, 1).float() / 255
 
     @torch.no_grad()
     def streams(self, hundredths: int) -> Trial:
         """The coded streams of one quality, in file order."""
-        model = self.model
-        gain, inverse, mean_g, indices = fine_model(model, self.mean, self.log_scale, hundredths)
-        centred = self.y * gain - mean_g
-        symbols = torch.round(centred).long().numpy()
+        level = FineLevel(self.model, self.mean, self.log_scale, hundredths)
+        symbols, indices = level.symbols(self.y), level.indices()
         if self.iterations:
-            symbols = self._refined(symbols, centred, hundredths, mean_g, inverse, indices)
+            symbols = self._refined(symbols, level, hundredths, indices)
         coder = TableEncoder(self.model.tables, self.model.radii)
         t = time.perf_counter()
         codes = coder.encode(symbols, indices)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
         return Trial(hundredths, {**self.vq, "fine": fine})
 
-    def _refined(self, symbols: np.ndarray, centred, hundredths: int, mean_g, inverse, indices):
+    def _refined(self, symbols: np.ndarray, level: FineLevel, hundredths: int, indices):
         """The refined symbols (`refinement`), or the analysis' own `symbols` where
-        refinement did not lower the loss it minimises, measured on the rounded symbols."""
+        refinement did not lower the loss it minimises, measured on the decoded pixels of the
+        rounded symbols."""
         net = self.model.net
         lam = refinement.lambda_at(net.lambdas, hundredths * (len(net.lambdas) - 1) / FULL)
         log_scale = refinement.table_log_scales(torch.from_numpy(indices))
+        mean_g = level.mean_g()
+        centred = self.y.double() * level.gain - mean_g
         with torch.enable_grad():
-            refined = refinement.refine(net.synthesis, self.image, centred, mean_g, inverse,
-                                        log_scale, lam, self.iterations,
+            refined = refinement.refine(net.synthesis, self.image, centred, mean_g,
+                                        level.inverse, log_scale, lam, self.iterations,
                                         reach=net.config.synthesis_reach)  # fmt: skip
         radii = self.model.radii[indices]  # the coder clamps to these; judge what it codes
-        refined = np.clip(torch.round(refined).long().numpy(), -radii, radii)
+        refined = np.clip(torch.round(refined).numpy(), -radii, radii).astype(np.int32)
         symbols = np.clip(symbols, -radii, radii)
+        image = self.rgb.astype(np.float64) / 255
 
         def loss(s: np.ndarray) -> float:
-            pixels = _synthesis(self.model.net, symbols_to_latent(s, mean_g, inverse).float()[None])
-            pixels = pixels[0, :, : self.height, : self.width].clamp(0, 1)
+            pixels = self._pixels(level, s).astype(np.float64) / 255
             bits = entropy_models.bits(torch.from_numpy(s), log_scale).sum()
-            return lam * float(F.mse_loss(pixels, self.image)) + float(bits) / pixels[0].numel()
+            return lam * float(np.mean((pixels - image) ** 2)) + float(bits) / image[..., 0].size
 
         return min((refined, symbols), key=loss)
 
+    def _pixels(self, level: FineLevel, symbols: np.ndarray) -> np.ndarray:
+        return tiles.synthesis(self.model.net, level.latent(symbols), self.shapes["fine"],
+                               self.height, self.width)  # fmt: skip
+
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
-        _, inverse, mean_g, _ = fine_model(self.model, self.mean, self.log_scale, trial.hundredths)
-        fine = trial.coded["fine"].codes
-        return synthesize(
-            self.model, symbols_to_latent(fine, mean_g, inverse), self.height, self.width
-        )
+        level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
+        return self._pixels(level, trial.coded["fine"].codes)
 
 
 def synthesize(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
-    return to_pixels(_synthesis(model.net, y.float()[None])[0, :, :height, :width])
+    """The (height, width, 3) uint8 image of a whole latent y (C, h, w)."""
+    y = y.float()
+    window = lambda t: y[:, t.top : t.bottom, t.left : t.right]  # noqa: E731
+    return tiles.synthesis(model.net, window, tuple(y.shape[1:]), height, width)
 
 
 @torch.no_grad()
@@ -241,16 +280,15 @@ def decode_streams(
     for name, stream in zip(VQ_LEVELS, streams):
         coders[name] = WavefrontDecoder(stream)
         codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
-    mean, log_scale = model.hyper(codes["top"], codes["middle"])
-    _, inverse, mean_g, indices = fine_model(model, mean, log_scale, hundredths)
+    mean, log_scale = tiles.hyper_synthesis(model.hyper, codes["top"], codes["middle"])
+    level = FineLevel(model, mean, log_scale, hundredths)
+    symbols = None
     if len(streams) > len(VQ_LEVELS):
         coders["fine"] = TableDecoder(streams[2], model.tables, model.radii)
-        codes["fine"] = coders["fine"].decode(indices)
-        y = symbols_to_latent(codes["fine"], mean_g, inverse)
-    else:
-        y = mean / ONE
+        codes["fine"] = symbols = coders["fine"].decode(level.indices())
     in_priors = time.perf_counter() - t
-    return DecodedStreams(synthesize(model, y, height, width), codes, coders, in_priors)
+    pixels = tiles.synthesis(model.net, level.latent(symbols), shapes["fine"], height, width)
+    return DecodedStreams(pixels, codes, coders, in_priors)
 
 
 @torch.no_grad()
