@@ -214,13 +214,15 @@ def effort_table(summary: dict) -> str:
 def speed_table(result: dict) -> str:
     lines = [
         f"CPU `{result['cpu']}`, {result['cores']} cores; medians of repeated runs through "
-        "files on disk. Stages: I/O (image and file reading and writing), network (the "
+        "files on disk, encoding and decoding each in a process of its own (peak RSS: that "
+        "process's). Stages: I/O (image and file reading and writing), network (the "
         "autoencoder), priors (their networks), entropy coding (the range coder).",
         "",
-        "| size | quality | encode (s) | decode (s) | decode s/MP "
+        "| size | MP | quality | encode (s) | encode s/MP | encode peak RSS (MB) "
+        "| decode (s) | decode s/MP | decode peak RSS (MB) "
         "| encode: I/O, network, priors, coding | decode: I/O, network, priors, coding "
-        "| peak RSS (MB) | threads |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| threads |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
 
@@ -228,10 +230,11 @@ def speed_table(result: dict) -> str:
             return ", ".join(f"{t[k]:.2f}" for k in ("io", "network", "priors", "entropy_coding"))
 
         lines.append(
-            f"| {r['width']}x{r['height']} | {r.get('quality', 1):g} | "
-            f"{r['encode_s']['total']:.2f} | {r['decode_s']['total']:.2f} | "
-            f"{r['decode_s_per_mp']:.2f} | {split(r['encode_s'])} "
-            f"| {split(r['decode_s'])} | {r['peak_rss_mb']:.0f} | {r['torch_threads']} |"
+            f"| {r['width']}x{r['height']} | {r['megapixels']:.1f} | {r['quality']:g} | "
+            f"{r['encode_s']['total']:.2f} | {r['encode_s_per_mp']:.2f} | "
+            f"{r['encode_peak_rss_mb']:.0f} | {r['decode_s']['total']:.2f} | "
+            f"{r['decode_s_per_mp']:.2f} | {r['decode_peak_rss_mb']:.0f} | "
+            f"{split(r['encode_s'])} | {split(r['decode_s'])} | {r['torch_threads']} |"
         )
     return "\n".join(lines)
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import kodak, rd, readme
+from benchmarks import kodak, rd, readme, speed
 from hvqcodec.families.vqvae.weights import save_weights
-from tests.conftest import IMAGES
+from tests.conftest import IMAGES, tiny_hyper
 
 
 @pytest.mark.slow
@@ -158,3 +158,20 @@ def test_the_latent_gap_is_measured_against_the_unrefined_curve():
     assert abs(still["gain_db"]) < 1e-9
     (moved,) = latent_gap.gap(net, x, [1], iterations=5, lr=1.0)
     assert (moved["refined_bpp"], moved["refined_psnr"]) != (moved["bpp"], moved["psnr"])
+
+
+def test_the_speed_benchmark_measures_each_step_in_its_own_process(tmp_path):
+    """Its two steps through the real file path, and the README table of their rows."""
+    weights = tmp_path / "tiny-v3.pt"
+    torch.save(tiny_hyper(), weights)
+    png, hvq = tmp_path / "in.png", tmp_path / "in.hvq"
+    Image.open(IMAGES / "dog.png").save(png)
+    row = {"size": "dog"}
+    for step in ("encode", "decode"):
+        r = speed.one_step(step, png, hvq, 2, str(weights), None)
+        assert (r["width"], r["height"]) == Image.open(png).size and r["bpp"] > 0
+        assert r["seconds"]["total"] >= r["seconds"]["network"] > 0 and r["peak_rss_mb"] > 0
+        speed.add_step(row, step, r)
+    assert Image.open(hvq.with_suffix(".out.png")).size == Image.open(png).size
+    table = readme.speed_table({"cpu": "x", "cores": 2, "rows": [row]})
+    assert table.count("\n| ") == 2 and f"| {row['width']}x{row['height']} |" in table

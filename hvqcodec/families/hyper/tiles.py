@@ -117,7 +117,8 @@ def hyper_synthesis(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Code maps (h, w) and (2h, 2w) -> integer mean and log-scale, each (latent, 4h, 4w)
     int32 at scale 2**ACT_BITS (they are clamped to 2**24)."""
-    tile = (tile or TILE_PIXELS) // 64
+    # Twice the pixels of the other tiles: the halo is 16 of a tile's 128 positions a side.
+    tile = 2 * (tile or TILE_PIXELS) // 64
     mean = log_scale = None
     for t in tile_grid(*top.shape, tile, HYPER_HALO):
         window = middle[2 * t.top : 2 * t.bottom, 2 * t.left : 2 * t.right]
