@@ -1,0 +1,81 @@
+"""The context model's integer twin: exact gains, the exact decoded latent, and group networks
+that agree with the float ones, in tiles or whole."""
+
+import math
+
+import pytest
+import torch
+
+from hvqcodec.families.hyper import integer_context
+from hvqcodec.families.hyper.context import ChannelContext
+from hvqcodec.families.hyper.integer import ONE
+from hvqcodec.families.hyper.integer_context import ExactGains, IntegerChannelContext, exact_exp
+
+GROUPS = (2, 2, 4)
+
+
+@pytest.fixture(scope="module")
+def context() -> ChannelContext:
+    torch.manual_seed(0)
+    ctx = ChannelContext(GROUPS, 8)
+    for net in ctx.nets:  # a trained context: its last layers no longer zero
+        torch.nn.init.normal_(net[4].weight, std=0.1)
+        torch.nn.init.normal_(net[4].bias, std=0.1)
+    return ctx.eval()
+
+
+def maps(seed: int, channels: int, h: int = 11, w: int = 13, scale: float = 2.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(channels, h, w, generator=g) * scale
+
+
+def test_exact_gains_are_the_correctly_rounded_exp():
+    logs = torch.tensor([-3 * ONE, -1234, 0, 1, 5000, 2 * ONE + 17])
+    got = exact_exp(logs)
+    want = [round(2**integer_context.GAIN_BITS * math.exp(v / ONE)) for v in logs.tolist()]
+    assert all(abs(a - b) <= 1 for a, b in zip(got.tolist(), want))
+    assert got[2] == 2**integer_context.GAIN_BITS  # exp(0) exactly
+
+
+def test_the_exact_latent_is_the_float_models_to_its_last_fraction_bit():
+    log_gain, log_inverse = (
+        torch.tensor([ONE, -ONE // 2, 3 * ONE]),
+        torch.tensor([-ONE, 700, -3 * ONE]),
+    )
+    gains = ExactGains(log_gain, log_inverse)
+    symbols = torch.randint(-40, 40, (3, 5, 7), generator=torch.Generator().manual_seed(1))
+    mean = torch.round(maps(2, 3, 5, 7) * ONE)
+    got = gains.latent(symbols, mean, slice(None)).double() / ONE
+    g = torch.exp(log_gain.double() / ONE)[:, None, None]
+    inverse = torch.exp(log_inverse.double() / ONE)[:, None, None]
+    want = (symbols + mean / ONE * g) * inverse
+    assert got.dtype == torch.float64 and torch.allclose(got, want, rtol=1e-4, atol=2 / ONE)
+
+
+def test_the_integer_context_computes_the_float_one(context):
+    twin = IntegerChannelContext(context)
+    for k in range(1, len(GROUPS)):
+        before, size = sum(GROUPS[:k]), GROUPS[k]
+        decoded, mean, log_scale = maps(3, before), maps(4, size), maps(5, size, scale=0.5)
+        with torch.no_grad():
+            want = context.refine(k, decoded[None], mean[None], log_scale[None])
+        ints = [torch.round(t * ONE).to(torch.int32) for t in (decoded, mean, log_scale)]
+        got = twin.refine(k, *ints)
+        for a, b in zip(got, want):
+            assert a.dtype == torch.int32
+            torch.testing.assert_close(a.double() / ONE, b[0].double(), rtol=0, atol=2e-3)
+    first = twin.refine(0, None, ints[1], ints[2])
+    assert first[0] is ints[1] and first[1] is ints[2]  # group 0 has no context
+
+
+def test_tiles_give_the_whole_maps_integers_and_need_their_halo(context, monkeypatch):
+    twin = IntegerChannelContext(context)
+    k, before, size = 2, sum(GROUPS[:2]), GROUPS[2]
+    ints = [torch.round(maps(6 + i, c, 23, 19) * ONE).to(torch.int32)
+            for i, c in enumerate((before, size, size))]  # fmt: skip
+    whole = twin.refine(k, *ints)
+    monkeypatch.setattr(integer_context, "TILE", 5)
+    tiled = twin.refine(k, *ints)
+    assert all(torch.equal(a, b) for a, b in zip(tiled, whole))
+    monkeypatch.setattr(integer_context, "REACH", 1)
+    assert not all(torch.equal(a, b) for a, b in zip(twin.refine(k, *ints), whole))
