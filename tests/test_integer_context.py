@@ -3,6 +3,7 @@ that agree with the float ones, in tiles or whole."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,3 +80,27 @@ def test_tiles_give_the_whole_maps_integers_and_need_their_halo(context, monkeyp
     assert all(torch.equal(a, b) for a, b in zip(tiled, whole))
     monkeypatch.setattr(integer_context, "REACH", 1)
     assert not all(torch.equal(a, b) for a, b in zip(twin.refine(k, *ints), whole))
+
+
+def test_a_port_of_the_formats_exact_latent_gives_its_integers():
+    """docs/FORMAT.md's formulas for the exact gains and decoded latent, in Python integers."""
+    from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+    def exact(v: int) -> int:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            x = Decimal(2) ** 16 * (Decimal(v) / 2**14).exp()
+            return int(x.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+    g = torch.Generator().manual_seed(3)
+    lg, lig = (
+        torch.randint(-3 * ONE, 3 * ONE, (4,), generator=g),
+        torch.randint(-ONE, ONE, (4,), generator=g),
+    )
+    symbols = torch.randint(-300, 300, (4, 3, 5), generator=g)
+    mean = torch.randint(-(2**20), 2**20, (4, 3, 5), generator=g)
+    got = ExactGains(lg, lig).latent(symbols, mean, slice(None))
+    for c, y, x in np.ndindex(*symbols.shape):
+        gi, gp = exact(int(lig[c])), exact(int(lg[c] + lig[c]))
+        d = (int(symbols[c, y, x]) * 2**14 * gi + int(mean[c, y, x]) * gp + 2**15) // 2**16
+        assert int(got[c, y, x]) == d

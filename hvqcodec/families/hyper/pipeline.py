@@ -28,6 +28,7 @@ from hvqcodec.families.hyper.integer import (
     integer_log_gain,
     scale_indices,
 )
+from hvqcodec.families.hyper.integer_context import ExactGains, IntegerChannelContext
 from hvqcodec.families.hyper.model import (
     STREAMS,
     STRIDES,
@@ -59,6 +60,7 @@ class HyperModel:
     tables: np.ndarray  # (T, width) int64 probability tables of the fine symbols
     radii: np.ndarray  # (T,) each table spans -radius..radius
     default_quality: float = DEFAULT_QUALITY  # quality 0..100 spans the rate points evenly
+    context: IntegerChannelContext | None = None  # the fine level's context model, if any
 
     @property
     def qualities(self) -> tuple[float, ...]:
@@ -71,6 +73,9 @@ class HyperModel:
         return len(STREAMS)
 
     def encoder(self, rgb: np.ndarray, effort: int = 0) -> "Encoder":
+        if effort and self.context is not None:
+            raise HvqError(f"{self.name} has a context model, which effort {effort} cannot "
+                           "refine yet: use effort 0")  # fmt: skip
         return Encoder(self, rgb, refinement.iterations(effort))
 
     def decode_streams(
@@ -134,6 +139,10 @@ class FineLevel:
         self.mean, self.log_scale = mean, log_scale
         self.log_gain, gain, inverse = _gains(model, hundredths)
         self.gain, self.inverse = gain[:, None, None], inverse[:, None, None]
+        self.context = model.context
+        if self.context is not None:
+            log_inverse = integer_log_gain(model.net.gains.log_inverses, hundredths)
+            self.exact = ExactGains(self.log_gain, log_inverse)
 
     def _pieces(self):
         for c in range(0, self.mean.shape[0], self.CHANNELS):
@@ -150,12 +159,33 @@ class FineLevel:
             out[c] = scale_indices(self.log_scale[c], self.log_gain[c]).numpy()
         return out
 
-    def symbols(self, y: torch.Tensor) -> np.ndarray:
-        """The latent y's symbols, rounded (int32), before any clamping to a table."""
-        out = np.empty(self.mean.shape, dtype=np.int32)
-        for c in self._pieces():
-            out[c] = torch.round(y[c].double() * self.gain[c] - self.mean_g(c)).numpy()
+    def symbols(self, y: torch.Tensor, mean: torch.Tensor, part: slice = slice(None)):
+        """The symbols (int32) of the latent y of channels `part`, centred on their integer
+        `mean`, rounded, before any clamping to a table."""
+        out = np.empty(mean.shape, dtype=np.int32)
+        gain = self.gain[part]
+        for c in range(0, len(mean), self.CHANNELS):
+            c = slice(c, c + self.CHANNELS)
+            out[c] = torch.round(y[c].double() * gain[c] - mean[c].double() / ONE * gain[c])
         return out
+
+    def code(self, step: Callable[[slice, np.ndarray, torch.Tensor], np.ndarray]):
+        """The fine symbols coded or decoded, group by group where the model has a context
+        (each group's tables from the exact decoded latent of those before it, `integer_context`),
+        else in one group: `step(part, indices, mean)` gives the symbols (int32) of channels
+        `part`, whose tables are `indices` and integer mean `mean`, as the coder sees them.
+        Returns the synthesis' latent, as `latent` does."""
+        if self.context is None:
+            return self.latent(step(slice(None), self.indices(), self.mean))
+        decoded = []
+        for k, part in enumerate(self.context.slices):
+            before = torch.cat(decoded) if k else None
+            mean, log_scale = self.context.refine(k, before, self.mean[part], self.log_scale[part])
+            indices = scale_indices(log_scale, self.log_gain[part]).numpy().astype(np.uint8)
+            symbols = torch.from_numpy(step(part, indices, mean))
+            decoded.append(self.exact.latent(symbols, mean, part))
+        exact = torch.cat(decoded)
+        return lambda t: (exact[:, t.top : t.bottom, t.left : t.right].double() / ONE).float()
 
     def latent(self, symbols: np.ndarray | None) -> Callable[[Tile], torch.Tensor]:
         """A tile's window of the synthesis' latent (`tiles.synthesis`): from the symbols, or
@@ -218,12 +248,18 @@ class Encoder:
     def streams(self, hundredths: int) -> Trial:
         """The coded streams of one quality, in file order."""
         level = FineLevel(self.model, self.mean, self.log_scale, hundredths)
-        symbols, indices = level.symbols(self.y), level.indices()
-        if self.iterations:
-            symbols = self._refined(symbols, level, hundredths, indices)
         coder = TableEncoder(self.model.tables, self.model.radii)
+        codes = np.empty(self.mean.shape, dtype=np.int32)
+
+        def step(part: slice, indices: np.ndarray, mean: torch.Tensor) -> np.ndarray:
+            symbols = level.symbols(self.y[part], mean, part)
+            if self.iterations:  # no context: one group of every channel
+                symbols = self._refined(symbols, level, hundredths, indices)
+            codes[part] = coder.encode(symbols, indices)
+            return codes[part]
+
         t = time.perf_counter()
-        codes = coder.encode(symbols, indices)
+        level.code(step)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
         return Trial(hundredths, {**self.vq, "fine": fine})
 
@@ -259,7 +295,10 @@ class Encoder:
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
         level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
-        return self._pixels(level, trial.coded["fine"].codes)
+        codes = trial.coded["fine"].codes
+        latent = level.code(lambda part, indices, mean: codes[part])
+        return tiles.synthesis(self.model.net, latent, self.shapes["fine"], self.height,
+                               self.width)  # fmt: skip
 
 
 def synthesize(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
@@ -282,12 +321,18 @@ def decode_streams(
         codes[name] = _code_level(model, name, codes, shapes[name], coders[name])
     mean, log_scale = tiles.hyper_synthesis(model.hyper, codes["top"], codes["middle"])
     level = FineLevel(model, mean, log_scale, hundredths)
-    symbols = None
+    latent = level.latent(None)
     if len(streams) > len(VQ_LEVELS):
-        coders["fine"] = TableDecoder(streams[2], model.tables, model.radii)
-        codes["fine"] = symbols = coders["fine"].decode(level.indices())
+        coders["fine"] = coder = TableDecoder(streams[2], model.tables, model.radii)
+        codes["fine"] = symbols = np.empty(mean.shape, dtype=np.int32)
+
+        def step(part: slice, indices: np.ndarray, _mean) -> np.ndarray:
+            symbols[part] = coder.decode(indices)
+            return symbols[part]
+
+        latent = level.code(step)
     in_priors = time.perf_counter() - t
-    pixels = tiles.synthesis(model.net, level.latent(symbols), shapes["fine"], height, width)
+    pixels = tiles.synthesis(model.net, latent, shapes["fine"], height, width)
     return DecodedStreams(pixels, codes, coders, in_priors)
 
 
@@ -304,9 +349,36 @@ def float_bits(
     mean, log_scale = net.hyper_synthesis(top, middle)
     log_gain, gain, _ = _gains(model, hundredths)  # the gains the coder used
     gain = gain[:, None, None]
+    coded_mean, coded_log_scale = model.hyper(codes["top"], codes["middle"])
+    symbols = torch.from_numpy(codes["fine"])
+    if net.context is not None:
+        bits["fine"] = _context_bits(model, symbols, coded_mean, coded_log_scale, mean, log_scale,
+                                     hundredths)  # fmt: skip
+        return bits
     # The coded value (symbol plus the integer mean), centred on the float mean instead.
-    coded_mean = model.hyper(codes["top"], codes["middle"])[0] / ONE
-    centred = torch.from_numpy(codes["fine"]) + (coded_mean - mean[0].double()) * gain
+    centred = symbols + (coded_mean / ONE - mean[0].double()) * gain
     log_scale = log_scale[0].double() + (log_gain / ONE)[:, None, None]
     bits["fine"] = float(entropy_models.bits(centred, log_scale).sum())
+    return bits
+
+
+def _context_bits(model: HyperModel, symbols, coded_mean, coded_log_scale, mean, log_scale,
+                  hundredths: int) -> float:  # fmt: skip
+    """The fine symbols' cost under the float context model: each group's coded values (the
+    exact decoded latent) centred on the float model's mean for that group, which it refines
+    from the same decoded latent of the groups before."""
+    net, level = model.net, FineLevel(model, coded_mean.to(torch.int32),
+                                      coded_log_scale.to(torch.int32), hundredths)  # fmt: skip
+    latent = level.code(lambda part, indices, m: symbols[part].numpy())
+    shape = symbols.shape[1:]
+    decoded = latent(Tile(0, shape[0], 0, shape[1], 0, shape[0], 0, shape[1])).double()
+    gain, inverse = level.gain, level.inverse
+    bits, before = 0.0, []
+    for k, part in enumerate(net.context.slices()):
+        m, s = net.context.refine(k, torch.cat(before, 1).float() if k else None,
+                                  mean[:, part], log_scale[:, part])  # fmt: skip
+        centred = decoded[part] / inverse[part] - m[0].double() * gain[part]
+        s = s[0].double() + (level.log_gain[part] / ONE)[:, None, None]
+        bits += float(entropy_models.bits(centred, s).sum())
+        before.append(decoded[None, part])
     return bits

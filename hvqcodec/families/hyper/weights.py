@@ -13,6 +13,7 @@ import torch
 
 from hvqcodec.errors import HvqError
 from hvqcodec.families.hyper.integer import IntegerHyperSynthesis, gaussian_tables
+from hvqcodec.families.hyper.integer_context import IntegerChannelContext
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.families.hyper.pipeline import HyperModel
 from hvqcodec.integer_layers import check_layers
@@ -62,14 +63,13 @@ def build(weights: dict) -> HyperModel:
         tables, radii = weights["tables"].long().numpy(), weights["radii"].long().numpy()
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise HvqError(f"weights file is corrupt or incompatible: {e}") from None
-    if net.context is not None:
-        raise HvqError("this model's fine level has a context model (context_groups), which "
-                       "this version of hvqcodec cannot code yet")  # fmt: skip
     net.eval().requires_grad_(False)  # the encoder's refinement wants gradients of symbols only
     codebooks = {k: q.codebook for k, q in net.quantizers.items()}
     priors = {k: IntegerLevelPrior(p) for k, p in net.priors.items()}
     hyper = IntegerHyperSynthesis(net.hyper_synthesis, codebooks)
     for what, level in {**priors, "hyper synthesis": hyper}.items():
         check_layers(what, level.layers())
+    context = None if net.context is None else IntegerChannelContext(net.context)
     name = str(weights.get("name", "?"))
-    return HyperModel(name, model_id(weights), net, priors, hyper, tables, radii)
+    return HyperModel(name, model_id(weights), net, priors, hyper, tables, radii,
+                      context=context)  # fmt: skip

@@ -1,0 +1,72 @@
+"""Files of a model with a context model for its fine level: groups coded in turn, each under
+tables that its integer twin computes from the exact decoded latent of those before it."""
+
+import numpy as np
+import pytest
+import torch
+
+from hvqcodec import Codec, HvqError
+from hvqcodec.families.hyper import integer_context, tiles
+from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
+from hvqcodec.families.hyper.weights import pack_weights
+from hvqcodec.models import build_model
+from tests.conftest import TINY_HYPER
+
+GROUPS = (2, 2, 4, 8)
+
+
+def context_model(trained: bool = True) -> Codec:
+    """A tiny model with a context; `trained`: its corrections no longer zero."""
+    torch.manual_seed(0)
+    net = VQHyperprior(VQHyperpriorConfig(**{**TINY_HYPER, "context_groups": GROUPS}))
+    if trained:
+        with torch.no_grad():
+            for group in net.context.nets:
+                group[-1].weight.normal_(std=0.05)
+                group[-1].bias.normal_(std=0.05)
+    return Codec(build_model(pack_weights("tiny-context", net)))
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return context_model()
+
+
+def test_every_quality_decodes_its_codes_and_the_encoders_pixels(codec, dog):
+    for q in (0, 40, 100):
+        enc = codec.encode_detailed(dog, q)
+        dec = codec.decode_detailed(enc.data)
+        for name, codes in enc.codes.items():
+            np.testing.assert_array_equal(dec.codes[name], codes)
+        encoder = codec.model.encoder(dog)
+        trial = encoder.streams(enc.hundredths)
+        assert np.array_equal(encoder.reconstruct(trial), np.asarray(dec.image))
+        ideal = sum(s.ideal_bits for s in enc.stats.values())
+        coded = sum(s.bits for s in enc.stats.values())
+        assert ideal <= coded <= ideal * 1.01 + 32 * len(enc.stats)
+        float_bits = codec.model.float_bits(enc.codes, enc.hundredths)["fine"]
+        assert abs(float_bits - enc.stats["fine"].ideal_bits) < 0.02 * float_bits + 64
+
+
+def test_the_context_decides_the_tables(codec, dog):
+    """The same weights with the corrections at zero code the same symbols under other tables."""
+    plain = context_model(trained=False)
+    a, b = codec.encode_detailed(dog, 60), plain.encode_detailed(dog, 60)
+    np.testing.assert_array_equal(a.codes["top"], b.codes["top"])
+    assert a.stats["fine"].ideal_bits != b.stats["fine"].ideal_bits
+
+
+def test_tiles_give_the_untiled_file_and_pixels(codec, dog, monkeypatch):
+    data = codec.encode(dog, 70)
+    pixels = np.asarray(codec.decode(data))
+    monkeypatch.setattr(tiles, "TILE_PIXELS", 64)
+    monkeypatch.setattr(integer_context, "TILE", 3)
+    assert codec.encode(dog, 70) == data
+    assert np.array_equal(np.asarray(codec.decode(data)), pixels)
+
+
+def test_previews_decode_and_effort_is_refused_for_now(codec, dog):
+    data = codec.encode(dog)
+    assert codec.decode(data, preview=True).size == (160, 272)
+    with pytest.raises(HvqError, match="context model"):
+        codec.encode(dog, effort=1)
