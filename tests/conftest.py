@@ -45,9 +45,15 @@ TINY_HYPER = {"channels": 16, "latent": 16, "hyper_channels": 16, "code_dim": 4,
 
 
 def tiny_hyper(**config) -> dict:
-    """The weights of a randomly initialised hvq-v3 family model at a fraction of the width."""
+    """The weights of a randomly initialised hvq-v3 family model at a fraction of the width.
+    With `context_groups`, its context model's corrections are nonzero, as a trained one's."""
     torch.manual_seed(0)
     net = VQHyperprior(VQHyperpriorConfig(**{**TINY_HYPER, **config}))
+    if net.context is not None:
+        with torch.no_grad():
+            for group in net.context.nets:
+                group[-1].weight.normal_(std=0.05)
+                group[-1].bias.normal_(std=0.05)
     return pack_hyper_weights("tiny-v3", net)
 
 

@@ -139,17 +139,19 @@ def check(codec: Codec, data: bytes, seconds: int = 5) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-FAMILIES = ("vq-vae", "vq-hyperprior")
+FAMILIES = ("vq-vae", "vq-hyperprior", "vq-hyperprior-context")
 
 
 def fuzz_codec(family: str = "vq-vae") -> Codec:
     """A tiny model of either family: the VQ-VAE with three bottom stages (files of 3 to 5
-    streams), or hvq-v3's VQ side information and scalar fine level (3); previews of 2."""
-    if family == "vq-hyperprior":
+    streams), or hvq-v3's VQ side information and scalar fine level (3), with or without a
+    context model for the fine level (its channel groups coded in turn); previews of 2."""
+    if family.startswith("vq-hyperprior"):
         from hvqcodec.models import build_model
         from tests.conftest import tiny_hyper
 
-        return Codec(build_model(tiny_hyper()), max_pixels=MAX_PIXELS)
+        config = {"context_groups": (2, 2, 4, 8)} if family.endswith("context") else {}
+        return Codec(build_model(tiny_hyper(**config)), max_pixels=MAX_PIXELS)
     from tests.conftest import tiny_model
 
     return Codec(tiny_model(bottom_stages=3, stage_codebook_size=16), max_pixels=MAX_PIXELS)

@@ -10,21 +10,18 @@ from hvqcodec.families.hyper import integer_context, tiles
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.families.hyper.weights import pack_weights
 from hvqcodec.models import build_model
-from tests.conftest import TINY_HYPER
+from tests.conftest import TINY_HYPER, tiny_hyper
 
 GROUPS = (2, 2, 4, 8)
 
 
 def context_model(trained: bool = True) -> Codec:
     """A tiny model with a context; `trained`: its corrections no longer zero."""
+    if trained:
+        return Codec(build_model(tiny_hyper(context_groups=GROUPS)))
     torch.manual_seed(0)
     net = VQHyperprior(VQHyperpriorConfig(**{**TINY_HYPER, "context_groups": GROUPS}))
-    if trained:
-        with torch.no_grad():
-            for group in net.context.nets:
-                group[-1].weight.normal_(std=0.05)
-                group[-1].bias.normal_(std=0.05)
-    return Codec(build_model(pack_weights("tiny-context", net)))
+    return Codec(build_model(pack_weights("tiny-v3", net)))
 
 
 @pytest.fixture(scope="module")
