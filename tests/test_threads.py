@@ -25,6 +25,15 @@ else:
 """
 
 
+def run(weights, mode: str, threads: str, stdin: bytes | None = None) -> bytes:
+    """SCRIPT in a fresh process with OMP_NUM_THREADS=threads: a file, or a decoding's hash."""
+    from tests.conftest import IMAGES
+
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    args = [sys.executable, "-c", SCRIPT, str(weights), mode, threads, str(IMAGES / "dog.png")]
+    return subprocess.run(args, input=stdin, env=env, capture_output=True, check=True).stdout
+
+
 @pytest.mark.slow
 def test_same_file_decodes_identically_under_1_and_2_threads(wide_prior_codec, dog):
     codec = wide_prior_codec
@@ -45,20 +54,27 @@ def test_same_file_decodes_identically_under_1_and_2_threads(wide_prior_codec, d
 
 @pytest.mark.slow
 def test_encode_and_decode_in_processes_with_different_thread_counts(tmp_path, wide_prior_codec):
-    from tests.conftest import IMAGES
-
     weights = tmp_path / "wide.pt"
     m = wide_prior_codec.model
     save_weights(weights, m.name, m.vqvae, m.prior)
 
-    def run(mode, threads, stdin=None):
-        env = {**os.environ, "OMP_NUM_THREADS": threads}
-        args = [sys.executable, "-c", SCRIPT, str(weights), mode, threads, str(IMAGES / "dog.png")]
-        return subprocess.run(args, input=stdin, env=env, capture_output=True, check=True).stdout
-
-    data = run("encode", "1")
+    data = run(weights, "encode", "1")
     assert Codec(weights).decode(data).size == (160, 272)
-    hashes = {run("decode", t, stdin=data) for t in ("1", "2", "4")}
+    hashes = {run(weights, "decode", t, stdin=data) for t in ("1", "2", "4")}
     assert len(hashes) == 1, hashes
     expected = hashlib.sha256(Codec(weights).decode(data).tobytes()).hexdigest()
     assert hashes.pop().decode().strip() == expected
+
+
+@pytest.mark.slow
+def test_a_context_models_file_decodes_alike_under_1_2_and_4_threads(tmp_path):
+    """Its tables come from the exact decoded latent of earlier groups: any thread count's
+    ulp there would derail the later groups, or change their pixels."""
+    from tests.conftest import tiny_hyper
+
+    weights = tmp_path / "context.pt"
+    torch.save(tiny_hyper(context_groups=(2, 2, 4, 8)), weights)
+
+    data = run(weights, "encode", "2")
+    hashes = {run(weights, "decode", t, stdin=data) for t in ("1", "2", "4")}
+    assert len(hashes) == 1, hashes
