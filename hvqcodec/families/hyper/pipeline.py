@@ -73,9 +73,6 @@ class HyperModel:
         return len(STREAMS)
 
     def encoder(self, rgb: np.ndarray, effort: int = 0) -> "Encoder":
-        if effort and self.context is not None:
-            raise HvqError(f"{self.name} has a context model, which effort {effort} cannot "
-                           "refine yet: use effort 0")  # fmt: skip
         return Encoder(self, rgb, refinement.iterations(effort))
 
     def decode_streams(
@@ -248,12 +245,21 @@ class Encoder:
     def streams(self, hundredths: int) -> Trial:
         """The coded streams of one quality, in file order."""
         level = FineLevel(self.model, self.mean, self.log_scale, hundredths)
+        if self.iterations and self.model.context is not None:
+            # Refined with the context's corrections left out, then coded under them: kept
+            # where that lowers the loss of the real file.
+            refined = self._refined_latent(level, hundredths)
+            trials = [self._trial(level, hundredths, y) for y in (self.y, refined)]
+            return min(trials, key=self._loss)
+        return self._trial(level, hundredths, self.y)
+
+    def _trial(self, level: FineLevel, hundredths: int, y: torch.Tensor) -> Trial:
         coder = TableEncoder(self.model.tables, self.model.radii)
         codes = np.empty(self.mean.shape, dtype=np.int32)
 
         def step(part: slice, indices: np.ndarray, mean: torch.Tensor) -> np.ndarray:
-            symbols = level.symbols(self.y[part], mean, part)
-            if self.iterations:  # no context: one group of every channel
+            symbols = level.symbols(y[part], mean, part)
+            if self.iterations and self.model.context is None:  # one group: every channel
                 symbols = self._refined(symbols, level, hundredths, indices)
             codes[part] = coder.encode(symbols, indices)
             return codes[part]
@@ -263,23 +269,45 @@ class Encoder:
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
         return Trial(hundredths, {**self.vq, "fine": fine})
 
-    def _refined(self, symbols: np.ndarray, level: FineLevel, hundredths: int, indices):
-        """The refined symbols (`refinement`), or the analysis' own `symbols` where
-        refinement did not lower the loss it minimises, measured on the decoded pixels of the
-        rounded symbols."""
+    def _lambda(self, hundredths: int) -> float:
         net = self.model.net
-        lam = refinement.lambda_at(net.lambdas, hundredths * (len(net.lambdas) - 1) / FULL)
+        return refinement.lambda_at(net.lambdas, hundredths * (len(net.lambdas) - 1) / FULL)
+
+    def _loss(self, trial: Trial) -> float:
+        """The trained loss of a trial's file: lambda * MSE of its pixels + its fine bits."""
+        pixels = self.reconstruct(trial).astype(np.float64) / 255
+        mse = float(np.mean((pixels - self.rgb / 255) ** 2))
+        return self._lambda(trial.hundredths) * mse + 8 * len(trial.coded["fine"].stream) / (
+            self.height * self.width
+        )
+
+    def _refine(self, level: FineLevel, hundredths: int, indices: np.ndarray):
+        """The centred symbols refined (`refinement`), unrounded, under the tables `indices`;
+        and those tables' log-scales."""
+        net = self.model.net
         log_scale = refinement.table_log_scales(torch.from_numpy(indices))
         mean_g = level.mean_g()
         centred = self.y.double() * level.gain - mean_g
+        lam, reach = self._lambda(hundredths), net.config.synthesis_reach
         with torch.enable_grad():
             refined = refinement.refine(net.synthesis, self.image, centred, mean_g,
                                         level.inverse, log_scale, lam, self.iterations,
-                                        reach=net.config.synthesis_reach)  # fmt: skip
+                                        reach=reach)  # fmt: skip
+        return refined, log_scale
+
+    def _refined_latent(self, level: FineLevel, hundredths: int) -> torch.Tensor:
+        """The latent whose symbols are the refined ones, under the hyper synthesis' means."""
+        refined, _ = self._refine(level, hundredths, level.indices())
+        return (refined.double() + level.mean_g()) / level.gain
+
+    def _refined(self, symbols: np.ndarray, level: FineLevel, hundredths: int, indices):
+        """The refined symbols, or the analysis' own `symbols` where refinement did not lower
+        the loss it minimises, measured on the decoded pixels of the rounded symbols."""
+        refined, log_scale = self._refine(level, hundredths, indices)
         radii = self.model.radii[indices]  # the coder clamps to these; judge what it codes
         refined = np.clip(torch.round(refined).numpy(), -radii, radii).astype(np.int32)
         symbols = np.clip(symbols, -radii, radii)
-        image = self.rgb.astype(np.float64) / 255
+        image, lam = self.rgb.astype(np.float64) / 255, self._lambda(hundredths)
 
         def loss(s: np.ndarray) -> float:
             pixels = self._pixels(level, s).astype(np.float64) / 255
