@@ -100,13 +100,6 @@ def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
     return {name: (hp // STRIDES[name], wp // STRIDES[name]) for name in STREAMS}
 
 
-def _gains(model: HyperModel, hundredths: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integer log-gain, gain and inverse gain per channel at quality `hundredths`."""
-    log_gain = integer_log_gain(model.net.gains.log_gains, hundredths)
-    inverse = integer_log_gain(model.net.gains.log_inverses, hundredths)
-    return log_gain, torch.exp(log_gain / ONE), torch.exp(inverse / ONE)
-
-
 def fine_model(model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, hundredths: int):
     """From the integer hyper synthesis' mean and log-scale: gain and inverse gain (C, 1, 1),
     mean times gain (C, H, W) and table indices at quality `hundredths`, whole. Encoder, trial
@@ -134,15 +127,18 @@ class FineLevel:
         self, model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, hundredths: int
     ) -> None:
         self.mean, self.log_scale = mean, log_scale
-        self.log_gain, gain, inverse = _gains(model, hundredths)
-        self.gain, self.inverse = gain[:, None, None], inverse[:, None, None]
+        # Integer log-gains per channel (what the tables and the exact latent take), and the
+        # gain and inverse gain as floats (what the centring and hvq-v3.1's latent take).
+        self.log_gain = integer_log_gain(model.net.gains.log_gains, hundredths)
+        log_inverse = integer_log_gain(model.net.gains.log_inverses, hundredths)
+        self.gain = torch.exp(self.log_gain / ONE)[:, None, None]
+        self.inverse = torch.exp(log_inverse / ONE)[:, None, None]
         self.context = model.context
         if self.context is not None:
-            log_inverse = integer_log_gain(model.net.gains.log_inverses, hundredths)
             self.exact = ExactGains(self.log_gain, log_inverse)
 
-    def _pieces(self):
-        for c in range(0, self.mean.shape[0], self.CHANNELS):
+    def _pieces(self, channels: int):
+        for c in range(0, channels, self.CHANNELS):
             yield slice(c, c + self.CHANNELS)
 
     def mean_g(self, c: slice = slice(None), window: tuple = ()) -> torch.Tensor:
@@ -152,7 +148,7 @@ class FineLevel:
     def indices(self) -> np.ndarray:
         """The table index of every symbol, uint8 (C, H, W)."""
         out = np.empty(self.mean.shape, dtype=np.uint8)
-        for c in self._pieces():
+        for c in self._pieces(len(self.mean)):
             out[c] = scale_indices(self.log_scale[c], self.log_gain[c]).numpy()
         return out
 
@@ -161,8 +157,7 @@ class FineLevel:
         `mean`, rounded, before any clamping to a table."""
         out = np.empty(mean.shape, dtype=np.int32)
         gain = self.gain[part]
-        for c in range(0, len(mean), self.CHANNELS):
-            c = slice(c, c + self.CHANNELS)
+        for c in self._pieces(len(mean)):
             out[c] = torch.round(y[c].double() * gain[c] - mean[c].double() / ONE * gain[c])
         return out
 
@@ -375,37 +370,31 @@ def float_bits(
     bits = {k: float(b) for k, b in net.prior_bits(maps).items()}
     top, middle = (net.quantizers[k].lookup(maps[k]) for k in VQ_LEVELS)
     mean, log_scale = net.hyper_synthesis(top, middle)
-    log_gain, gain, _ = _gains(model, hundredths)  # the gains the coder used
-    gain = gain[:, None, None]
-    coded_mean, coded_log_scale = model.hyper(codes["top"], codes["middle"])
+    coded = model.hyper(codes["top"], codes["middle"])
+    level = FineLevel(model, *(c.to(torch.int32) for c in coded), hundredths)  # the coder's
     symbols = torch.from_numpy(codes["fine"])
     if net.context is not None:
-        bits["fine"] = _context_bits(model, symbols, coded_mean, coded_log_scale, mean, log_scale,
-                                     hundredths)  # fmt: skip
+        bits["fine"] = _context_bits(net, level, symbols, mean, log_scale)
         return bits
     # The coded value (symbol plus the integer mean), centred on the float mean instead.
-    centred = symbols + (coded_mean / ONE - mean[0].double()) * gain
-    log_scale = log_scale[0].double() + (log_gain / ONE)[:, None, None]
+    centred = symbols + (coded[0] / ONE - mean[0].double()) * level.gain
+    log_scale = log_scale[0].double() + (level.log_gain / ONE)[:, None, None]
     bits["fine"] = float(entropy_models.bits(centred, log_scale).sum())
     return bits
 
 
-def _context_bits(model: HyperModel, symbols, coded_mean, coded_log_scale, mean, log_scale,
-                  hundredths: int) -> float:  # fmt: skip
+def _context_bits(net, level: FineLevel, symbols: torch.Tensor, mean, log_scale) -> float:
     """The fine symbols' cost under the float context model: each group's coded values (the
     exact decoded latent) centred on the float model's mean for that group, which it refines
     from the same decoded latent of the groups before."""
-    net, level = model.net, FineLevel(model, coded_mean.to(torch.int32),
-                                      coded_log_scale.to(torch.int32), hundredths)  # fmt: skip
     latent = level.code(lambda part, indices, m: symbols[part].numpy())
-    shape = symbols.shape[1:]
-    decoded = latent(Tile(0, shape[0], 0, shape[1], 0, shape[0], 0, shape[1])).double()
-    gain, inverse = level.gain, level.inverse
+    h, w = symbols.shape[1:]
+    decoded = latent(Tile(0, h, 0, w, 0, h, 0, w)).double()
     bits, before = 0.0, []
     for k, part in enumerate(net.context.slices()):
         m, s = net.context.refine(k, torch.cat(before, 1).float() if k else None,
                                   mean[:, part], log_scale[:, part])  # fmt: skip
-        centred = decoded[part] / inverse[part] - m[0].double() * gain[part]
+        centred = decoded[part] / level.inverse[part] - m[0].double() * level.gain[part]
         s = s[0].double() + (level.log_gain[part] / ONE)[:, None, None]
         bits += float(entropy_models.bits(centred, s).sum())
         before.append(decoded[None, part])
