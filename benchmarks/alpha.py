@@ -7,7 +7,8 @@ The planes, made here so that the run needs no data: an antialiased logo and a s
 (the robin photo of `hvqcodec/samples` thresholded on its distance from the background colour,
 then blurred), a sticker with a hard binary edge, and a noisy alpha (a gradient with Gaussian
 noise). For each: an optimized 8-bit greyscale PNG (the baseline), every candidate the encoder
-tries, and what the ALPH chunk holds (the smallest). No torch; a second or so.
+tries at effort 0 and at effort 2 (which adds libwebp's slow method 6), what the ALPH chunk
+holds (the smallest), and the seconds the candidates took. No torch; a minute or so.
 """
 
 import argparse
@@ -92,23 +93,27 @@ def planes() -> dict[str, np.ndarray]:
 
 
 def measure(name: str, plane: np.ndarray) -> dict:
-    t = time.perf_counter()
-    tried = alpha.candidates(plane)
-    seconds = time.perf_counter() - t
-    chunk = alpha.encode(plane)
-    assert np.array_equal(alpha.decode(chunk, plane.shape[1], plane.shape[0]), plane)
-    return {
+    row = {
         "image": name,
         "width": plane.shape[1],
         "height": plane.shape[0],
         "levels": int(np.unique(plane).size),
         "transparent_fraction": round(float((plane < 255).mean()), 3),
-        "png_l_bytes": len(tried["png"]),
-        "candidates": {k: len(v) for k, v in tried.items()},
-        "chunk_bytes": len(chunk),
-        "chunk_coding": next(k for k, v in tried.items() if v == chunk),
-        "candidates_seconds": round(seconds, 3),
     }
+    for effort in (0, alpha.METHOD_6_EFFORT):
+        t = time.perf_counter()
+        tried = alpha.candidates(plane, effort)
+        seconds = time.perf_counter() - t
+        chunk = alpha.encode(plane, effort)
+        assert np.array_equal(alpha.decode(chunk, plane.shape[1], plane.shape[0]), plane)
+        row["png_l_bytes"] = len(tried["png"])
+        row[f"effort_{effort}"] = {
+            "candidates": {k: len(v) for k, v in tried.items()},
+            "chunk_bytes": len(chunk),
+            "chunk_coding": next(k for k, v in tried.items() if v == chunk),
+            "candidates_seconds": round(seconds, 3),
+        }
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,8 @@ coder of our own: alpha planes are flat runs and smooth or binary edges, which l
 coders already do well, and a second implementation reads them with any image library. The
 encoder tries a greyscale PNG (1 bit deep where only 0 and 255 occur, else 8) and a lossless
 WebP, and keeps the smallest; the magic tells them apart, so there is no method byte. On the
-planes of `benchmarks/alpha.py` WebP is 5% to 52% smaller than the PNG
+planes of `benchmarks/alpha.py` WebP is 5% to 42% smaller than the 8-bit PNG at effort 0, in at
+most 0.6 s a plane, and libwebp's slow search at effort 2 saves up to a further 25% in seconds
 (`benchmarks/results/alpha.json`); the PNG stays for planes with a side over 16383 pixels,
 which WebP cannot hold. Torch-free: `hvqcodec info` imports this module.
 """
@@ -25,30 +26,33 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # A lossless WebP in the simple format: RIFF, its size, then WEBP and a VP8L chunk (RFC 9649).
 WEBP_MAGIC, WEBP_LOSSLESS = b"RIFF", b"WEBPVP8L"
 WEBP_MAX_SIDE = 16383  # the most pixels a WebP row or column holds
-# libwebp's slowest lossless search (method 6) is the smallest file for some planes and 10 to 60
-# times method 4's time (seconds per megapixel): tried on planes up to this size only.
+# libwebp's slowest lossless search (method 6) is up to a quarter smaller than method 4 on some
+# planes and 10 to 60 times its time (seconds for a quarter megapixel): tried only at encoder
+# effort 2 and above, as cwebp's -m 6 is a choice, and on planes up to this size.
 METHOD_6_PIXELS = 1 << 20
+METHOD_6_EFFORT = 2
 
 
-def candidates(plane: np.ndarray) -> dict[str, bytes]:
-    """Every coding the encoder tries for an (H, W) uint8 alpha plane, by name."""
+def candidates(plane: np.ndarray, effort: int = 0) -> dict[str, bytes]:
+    """Every coding the encoder tries for an (H, W) uint8 alpha plane, by name, at encoder
+    `effort` (0-3)."""
     out = {"png": _save(Image.fromarray(plane), "PNG", optimize=True)}
     if np.isin(plane, (0, 255)).all():
         out["png-1bit"] = _save(Image.fromarray(plane == 255), "PNG", optimize=True)
     if max(plane.shape) <= WEBP_MAX_SIDE:
         # Pillow writes an L image as RGB, the plane in all three channels: the lossless
         # "subtract green" transform makes the copies in red and blue all but free.
-        methods = (4, 6) if plane.size <= METHOD_6_PIXELS else (4,)
-        for method in methods:
+        slow = effort >= METHOD_6_EFFORT and plane.size <= METHOD_6_PIXELS
+        for method in (4, 6) if slow else (4,):
             out[f"webp-m{method}"] = _save(
                 Image.fromarray(plane), "WEBP", lossless=True, quality=100, method=method
             )
     return out
 
 
-def encode(plane: np.ndarray) -> bytes:
+def encode(plane: np.ndarray, effort: int = 0) -> bytes:
     """The ALPH chunk's payload: the smallest candidate (the first of equals, a PNG)."""
-    return min(candidates(plane).values(), key=len)
+    return min(candidates(plane, effort).values(), key=len)
 
 
 def _save(im: Image.Image, fmt: str, **options) -> bytes:

@@ -174,7 +174,7 @@ class Codec:
         if pixels.alpha is not None:
             flags |= container.FLAG_ALPHA
             t = time.perf_counter()
-            chunks[container.ALPHA_CHUNK] = alpha.encode(pixels.alpha)
+            chunks[container.ALPHA_CHUNK] = alpha.encode(pixels.alpha, effort)
             io += time.perf_counter() - t  # image file coding, as reading the input is
         if metadata:
             for key, kind in container.METADATA_CHUNKS.items():

@@ -54,9 +54,10 @@ def test_the_chunk_is_the_smallest_candidate_and_decodes_exactly():
     binary = np.where(rng.random((30, 50)) < 0.3, 0, 255).astype(np.uint8)
     soft = rng.integers(0, 256, (30, 50), dtype=np.uint8)
     for plane in (binary, soft):
-        tried = alpha.candidates(plane)
+        assert "webp-m6" not in alpha.candidates(plane)  # effort 0: no slow search
+        tried = alpha.candidates(plane, effort=2)
         assert ("png-1bit" in tried) == (plane is binary) and "webp-m6" in tried
-        chunk = alpha.encode(plane)
+        chunk = alpha.encode(plane, effort=2)
         assert len(chunk) == min(len(c) for c in tried.values())
         for payload in tried.values():
             np.testing.assert_array_equal(alpha.decode(payload, 50, 30), plane)
@@ -273,4 +274,7 @@ def test_the_alpha_benchmark_writes_its_table(tmp_path):
     rows = json.loads((tmp_path / "alpha.json").read_text())["rows"]
     assert [r["image"] for r in rows] == list(bench.planes())
     for r in rows:
-        assert r["chunk_bytes"] == min(r["candidates"].values()) <= r["png_l_bytes"]
+        for effort in ("effort_0", "effort_2"):
+            e = r[effort]
+            assert e["chunk_bytes"] == min(e["candidates"].values()) <= r["png_l_bytes"]
+        assert r["effort_2"]["chunk_bytes"] <= r["effort_0"]["chunk_bytes"]
