@@ -6,14 +6,16 @@ one tile at a time (`hvqcodec.layers.tiling`). A 48-megapixel photo's stride-8 m
 channels alone is 384 MB of float32, and the float image 576 MB.
 
 - `analysis`: 8-bit pixels to the fine latent. The head (stride 2 to 8) is local and tiles with
-  a halo. The CBAM block after it is not: its channel attention pools the whole stride-8 map.
+  a halo, its first two layers in sub-tiles of each tile. The CBAM block after it is not
+  local: its channel attention pools the whole stride-8 map.
   So the tail runs twice over the stored stride-8 map: once to pool the attention's
   statistics, once to apply them. The mean is pooled as an exact integer sum (of values
   rounded to 2**-24), which any tiling adds up to the same total, so tiles give the numbers of
   one pass, and the result does not depend on the tile size.
 - `hyper_synthesis`: the integer hyper synthesis in tiles; integer arithmetic is exact, so
   tiles agree with one pass trivially.
-- `synthesis`: a latent, built tile by tile by the caller, to 8-bit pixels.
+- `synthesis`: a latent, built tile by tile by the caller, to 8-bit pixels; its last two
+  upsamplings in sub-tiles of each tile's stride-4 map.
 
 The tiles themselves are a fixed grid (`TILE_PIXELS`), never sized by free memory, so a file's
 pixels do not depend on the machine.
