@@ -169,14 +169,13 @@ class FineLevel:
         Returns the synthesis' latent, as `latent` does."""
         if self.context is None:
             return self.latent(step(slice(None), self.indices(), self.mean))
-        decoded = []
+        exact = torch.empty(self.mean.shape, dtype=torch.int64)
         for k, part in enumerate(self.context.slices):
-            before = torch.cat(decoded) if k else None
+            before = exact[: part.start] if k else None
             mean, log_scale = self.context.refine(k, before, self.mean[part], self.log_scale[part])
             indices = scale_indices(log_scale, self.log_gain[part]).numpy().astype(np.uint8)
             symbols = torch.from_numpy(step(part, indices, mean))
-            decoded.append(self.exact.latent(symbols, mean, part))
-        exact = torch.cat(decoded)
+            exact[part] = self.exact.latent(symbols, mean, part)
         return lambda t: (exact[:, t.top : t.bottom, t.left : t.right].double() / ONE).float()
 
     def latent(self, symbols: np.ndarray | None) -> Callable[[Tile], torch.Tensor]:
