@@ -36,7 +36,8 @@ METHOD_6_EFFORT = 2
 def candidates(plane: np.ndarray, effort: int = 0) -> dict[str, bytes]:
     """Every coding the encoder tries for an (H, W) uint8 alpha plane, by name, at encoder
     `effort` (0-3)."""
-    out = {"png": _save(Image.fromarray(plane), "PNG", optimize=True)}
+    im = Image.fromarray(plane)
+    out = {"png": _save(im, "PNG", optimize=True)}
     if np.isin(plane, (0, 255)).all():
         out["png-1bit"] = _save(Image.fromarray(plane == 255), "PNG", optimize=True)
     if max(plane.shape) <= WEBP_MAX_SIDE:
@@ -44,9 +45,7 @@ def candidates(plane: np.ndarray, effort: int = 0) -> dict[str, bytes]:
         # "subtract green" transform makes the copies in red and blue all but free.
         slow = effort >= METHOD_6_EFFORT and plane.size <= METHOD_6_PIXELS
         for method in (4, 6) if slow else (4,):
-            out[f"webp-m{method}"] = _save(
-                Image.fromarray(plane), "WEBP", lossless=True, quality=100, method=method
-            )
+            out[f"webp-m{method}"] = _save(im, "WEBP", lossless=True, quality=100, method=method)
     return out
 
 

@@ -8,6 +8,7 @@ into place only when complete.
 """
 
 import contextlib
+import functools
 import glob
 import io
 import os
@@ -144,10 +145,12 @@ def image_format_for(path: Path) -> str:
     return fmt
 
 
+@functools.cache
 def keeps_alpha(fmt: str, mode: str) -> bool:
     """Whether Pillow writes an image of `mode` (RGBA, LA) in format `fmt` with its alpha: a
-    1x1 probe written and read back. Pillow refuses alpha in some formats (JPEG) and drops it
-    without a word in others (PPM, BMP), and has no table of which."""
+    1x1 probe written and read back, once per process and format. Pillow refuses alpha in
+    some formats (JPEG) and drops it without a word in others (PPM, BMP), and has no table of
+    which."""
     buf = io.BytesIO()
     try:
         Image.new(mode, (1, 1)).save(buf, format=fmt)

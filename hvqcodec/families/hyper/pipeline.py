@@ -244,10 +244,17 @@ class Encoder:
             # where that lowers the loss of the real file.
             refined = self._refined_latent(level, hundredths)
             trials = [self._trial(level, hundredths, y) for y in (self.y, refined)]
-            return min(trials, key=self._loss)
-        return self._trial(level, hundredths, self.y)
 
-    def _trial(self, level: FineLevel, hundredths: int, y: torch.Tensor) -> Trial:
+            def loss(tried) -> float:
+                trial, latent = tried
+                return self._loss(hundredths, latent, 8 * len(trial.coded["fine"].stream))
+
+            return min(trials, key=loss)[0]
+        return self._trial(level, hundredths, self.y)[0]
+
+    def _trial(self, level: FineLevel, hundredths: int, y: torch.Tensor):
+        """A quality's streams from the latent y, and the synthesis' latent of what they code
+        (`FineLevel.code`)."""
         coder = TableEncoder(self.model.tables, self.model.radii)
         codes = np.empty(self.mean.shape, dtype=np.int32)
 
@@ -259,21 +266,19 @@ class Encoder:
             return codes[part]
 
         t = time.perf_counter()
-        level.code(step)
+        latent = level.code(step)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
-        return Trial(hundredths, {**self.vq, "fine": fine})
+        return Trial(hundredths, {**self.vq, "fine": fine}), latent
 
     def _lambda(self, hundredths: int) -> float:
         net = self.model.net
         return refinement.lambda_at(net.lambdas, hundredths * (len(net.lambdas) - 1) / FULL)
 
-    def _loss(self, trial: Trial) -> float:
-        """The trained loss of a trial's file: lambda * MSE of its pixels + its fine bits."""
-        pixels = self.reconstruct(trial).astype(np.float64) / 255
+    def _loss(self, hundredths: int, latent: Callable[[Tile], torch.Tensor], bits: float):
+        """The trained loss: lambda * MSE of the pixels of `latent` + `bits` per pixel."""
+        pixels = self._pixels(latent).astype(np.float64) / 255
         mse = float(np.mean((pixels - self.rgb / 255) ** 2))
-        return self._lambda(trial.hundredths) * mse + 8 * len(trial.coded["fine"].stream) / (
-            self.height * self.width
-        )
+        return self._lambda(hundredths) * mse + bits / (self.height * self.width)
 
     def _refine(self, level: FineLevel, hundredths: int, indices: np.ndarray):
         """The centred symbols refined (`refinement`), unrounded, under the tables `indices`;
@@ -301,26 +306,22 @@ class Encoder:
         radii = self.model.radii[indices]  # the coder clamps to these; judge what it codes
         refined = np.clip(torch.round(refined).numpy(), -radii, radii).astype(np.int32)
         symbols = np.clip(symbols, -radii, radii)
-        image, lam = self.rgb.astype(np.float64) / 255, self._lambda(hundredths)
 
         def loss(s: np.ndarray) -> float:
-            pixels = self._pixels(level, s).astype(np.float64) / 255
-            bits = entropy_models.bits(torch.from_numpy(s), log_scale).sum()
-            return lam * float(np.mean((pixels - image) ** 2)) + float(bits) / image[..., 0].size
+            bits = float(entropy_models.bits(torch.from_numpy(s), log_scale).sum())
+            return self._loss(hundredths, level.latent(s), bits)
 
         return min((refined, symbols), key=loss)
 
-    def _pixels(self, level: FineLevel, symbols: np.ndarray) -> np.ndarray:
-        return tiles.synthesis(self.model.net, level.latent(symbols), self.shapes["fine"],
-                               self.height, self.width)  # fmt: skip
+    def _pixels(self, latent: Callable[[Tile], torch.Tensor]) -> np.ndarray:
+        return tiles.synthesis(self.model.net, latent, self.shapes["fine"], self.height,
+                               self.width)  # fmt: skip
 
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
         level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
         codes = trial.coded["fine"].codes
-        latent = level.code(lambda part, indices, mean: codes[part])
-        return tiles.synthesis(self.model.net, latent, self.shapes["fine"], self.height,
-                               self.width)  # fmt: skip
+        return self._pixels(level.code(lambda part, indices, mean: codes[part]))
 
 
 def synthesize(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
