@@ -9,7 +9,7 @@ import torch
 
 from hvqcodec.families.hyper import integer_context
 from hvqcodec.families.hyper.context import ChannelContext
-from hvqcodec.families.hyper.integer import ONE
+from hvqcodec.families.hyper.integer import ONE, scale_indices
 from hvqcodec.families.hyper.integer_context import ExactGains, IntegerChannelContext, exact_exp
 
 GROUPS = (2, 2, 4)
@@ -104,3 +104,60 @@ def test_a_port_of_the_formats_exact_latent_gives_its_integers():
         gi, gp = exact(int(lig[c])), exact(int(lg[c] + lig[c]))
         d = (int(symbols[c, y, x]) * 2**14 * gi + int(mean[c, y, x]) * gp + 2**15) // 2**16
         assert int(got[c, y, x]) == d
+
+
+def test_a_port_of_the_formats_group_network_gives_its_tables():
+    """docs/FORMAT.md's group network (weights quantized from float16 by frexp, 3x3 and 1x1
+    integer layers, requantization, clamps) and scale index, in numpy int64, written from the
+    document: the same integers as the package's."""
+    torch.manual_seed(1)
+    ctx = ChannelContext(GROUPS, 8)
+    with torch.no_grad():
+        for p in ctx.parameters():  # a trained context, as a weights file holds it: float16
+            p.copy_((torch.randn_like(p) * 0.3).half().float())
+    act_max, s0, ds, t = 2**24, -36164, 2016, 64
+
+    def quantized(layer):
+        w = layer.weight.detach().double().numpy().reshape(layer.weight.shape[0], -1)
+        peak = float(np.abs(w).max())
+        s = 15 - math.frexp(peak)[1] if peak else 0
+        bias = np.round(layer.bias.detach().double().numpy() * 2.0 ** (s + 14))
+        return np.round(w * 2.0**s).astype(np.int64), bias.astype(np.int64), s
+
+    def requantize(acc, s):  # floor(acc / 2^s + 1/2), exactly
+        return (acc + (1 << (s - 1))) >> s if s > 0 else acc << -s
+
+    def conv3(x, layer):  # x (H, W, C) int64; zero outside the map
+        w, b, s = quantized(layer)
+        h, wd, c = x.shape
+        pad = np.zeros((h + 2, wd + 2, c), np.int64)
+        pad[1:-1, 1:-1] = x
+        # Input-channel-major taps: column (in * 9 + ky * 3 + kx) of the flattened weight.
+        cols = np.stack([pad[ky : ky + h, kx : kx + wd] for ky in range(3) for kx in range(3)], -1)
+        acc = cols.reshape(h, wd, c * 9) @ w.T + b
+        return np.clip(requantize(acc, s), -act_max, act_max)
+
+    g = np.random.default_rng(7)
+    shape = (6, 9)
+    for k in range(1, len(GROUPS)):
+        before, size = sum(GROUPS[:k]), GROUPS[k]
+        decoded = g.integers(-(2**17), 2**17, (*shape, before))
+        mean = g.integers(-(2**16), 2**16, (*shape, size))
+        log_scale = g.integers(-3 * 2**14, 2**15, (*shape, size))
+        net = ctx.nets[k - 1]
+        x = np.concatenate([decoded, mean, log_scale], -1)
+        e = np.maximum(conv3(np.maximum(conv3(x, net[0]), 0), net[2]), 0)
+        w, b, s = quantized(net[4])
+        o = requantize(e @ w.T + b, s)
+        refined = np.clip(x[..., before:] + o, -act_max, act_max)
+        log_gain = g.integers(-(2**14), 2**15, size)
+        index = np.clip((refined[..., size:] + log_gain - s0) // ds, 0, t - 1)
+
+        ints = [torch.from_numpy(a).permute(2, 0, 1).to(torch.int32).contiguous()
+                for a in (decoded, mean, log_scale)]  # fmt: skip
+        got_mean, got_log_scale = IntegerChannelContext(ctx).refine(k, *ints)
+        assert np.array_equal(got_mean.permute(1, 2, 0).numpy(), refined[..., :size])
+        assert np.array_equal(got_log_scale.permute(1, 2, 0).numpy(), refined[..., size:])
+        got_index = scale_indices(got_log_scale, torch.from_numpy(log_gain))
+        assert np.array_equal(got_index.permute(1, 2, 0).numpy(), index)
+        assert len(np.unique(index)) > 3  # the tables the scales pick vary
