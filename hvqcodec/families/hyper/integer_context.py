@@ -7,9 +7,10 @@ be the same integers on every machine, not only the hyper synthesis' outputs:
 - the gains of a quality are `round(2**GAIN_BITS * exp(log_gain))`, computed with `decimal`
   (correctly rounded everywhere) from the integer log-gains of `integer.integer_log_gain`;
 - a symbol s of mean m decodes, as the float model computes `(s + m * gain) * inverse`, to
-  `round((s * ONE * inverse_q + m_int * product_q) / 2**GAIN_BITS)` in int64 (`ExactGains`),
-  where `product_q` is the rounded exp of the summed log-gains: the integer at scale
-  2**ACT_BITS that the context networks and the synthesis then take;
+  `round((s * ONE * inverse_q + m_int * product_q) / 2**GAIN_BITS)` in int64, clamped to the
+  activations' range (`ExactGains`), where `product_q` is the rounded exp of the summed
+  log-gains: the integer at scale 2**ACT_BITS that the context networks and the synthesis then
+  take;
 - each group's network runs as integer layers (`hvqcodec.integer_layers`) on the decoded latent
   of the groups before it and its own integer mean and log-scale, in tiles with a halo that
   covers its two 3x3 convolutions, which integer arithmetic makes exact whatever the tiling.
@@ -29,6 +30,7 @@ GAIN_BITS = 16  # fractional bits of the exact gains
 INT64_SAFE = 2**62  # every product and sum of `ExactGains.latent` stays below this
 REACH = 2  # positions: a group network's two 3x3 convolutions
 TILE = 128  # positions of the fine latent refined at a time
+CHANNELS = 16  # channels of the exact latent computed at a time
 
 
 @functools.cache
@@ -53,16 +55,24 @@ class ExactGains:
         self.inverse = exact_exp(log_inverse)[:, None, None]
         self.product = exact_exp(log_gain + log_inverse)[:, None, None]
 
-    def latent(self, symbols: torch.Tensor, mean: torch.Tensor, part: slice) -> torch.Tensor:
-        """The decoded latent (C, H, W) int64 at scale ONE of channels `part`: integer
-        `symbols` and integer means (scale ONE) of those channels."""
+    def latent(
+        self, symbols: torch.Tensor, mean: torch.Tensor, part: slice, out: torch.Tensor
+    ) -> torch.Tensor:
+        """Write into `out` (C, H, W) int32 the decoded latent at scale ONE of channels `part`,
+        clamped to the activations' range: integer `symbols` and integer means (scale ONE) of
+        those channels. int64 only a few channels at a time."""
         inverse, product = self.inverse[part], self.product[part]
-        s, m = symbols.long(), mean.long()
         bound = 2048 * ONE * int(inverse.max()) + ONE * 2**10 * int(product.max())
         if bound >= INT64_SAFE:
             raise OverflowError("the exact decoded latent could pass int64")
-        acc = s * ONE * inverse + m * product + 2 ** (GAIN_BITS - 1)
-        return torch.div(acc, 2**GAIN_BITS, rounding_mode="floor")
+        for c in range(0, len(out), CHANNELS):
+            c = slice(c, c + CHANNELS)
+            acc = symbols[c].long() * (ONE * inverse[c]) + mean[c].long() * product[c]
+            acc = torch.div(acc + 2 ** (GAIN_BITS - 1), 2**GAIN_BITS, rounding_mode="floor")
+            # Only a crafted file's symbols reach the clamp; it keeps the context networks'
+            # sums exact in float64 and the latent in int32.
+            out[c] = clamp_act(acc)
+        return out
 
 
 class IntegerChannelContext:

@@ -169,13 +169,13 @@ class FineLevel:
         Returns the synthesis' latent, as `latent` does."""
         if self.context is None:
             return self.latent(step(slice(None), self.indices(), self.mean))
-        exact = torch.empty(self.mean.shape, dtype=torch.int64)
+        exact = torch.empty(self.mean.shape, dtype=torch.int32)
         for k, part in enumerate(self.context.slices):
             before = exact[: part.start] if k else None
             mean, log_scale = self.context.refine(k, before, self.mean[part], self.log_scale[part])
             indices = scale_indices(log_scale, self.log_gain[part]).numpy().astype(np.uint8)
             symbols = torch.from_numpy(step(part, indices, mean))
-            exact[part] = self.exact.latent(symbols, mean, part)
+            self.exact.latent(symbols, mean, part, exact[part])
         return lambda t: (exact[:, t.top : t.bottom, t.left : t.right].double() / ONE).float()
 
     def latent(self, symbols: np.ndarray | None) -> Callable[[Tile], torch.Tensor]:
