@@ -100,15 +100,6 @@ def code_shapes(height: int, width: int) -> dict[str, tuple[int, int]]:
     return {name: (hp // STRIDES[name], wp // STRIDES[name]) for name in STREAMS}
 
 
-def fine_model(model: HyperModel, mean: torch.Tensor, log_scale: torch.Tensor, hundredths: int):
-    """From the integer hyper synthesis' mean and log-scale: gain and inverse gain (C, 1, 1),
-    mean times gain (C, H, W) and table indices at quality `hundredths`, whole. Encoder, trial
-    reconstruction and decoder all compute these as here (`FineLevel` does it a piece at a
-    time) and go through `symbols_to_latent`, so they agree bit for bit."""
-    level = FineLevel(model, mean, log_scale, hundredths)
-    return level.gain, level.inverse, level.mean_g(), level.indices()
-
-
 def symbols_to_latent(
     symbols: np.ndarray, mean_g: torch.Tensor, inverse: torch.Tensor
 ) -> torch.Tensor:
@@ -322,13 +313,6 @@ class Encoder:
         level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
         codes = trial.coded["fine"].codes
         return self._pixels(level.code(lambda part, indices, mean: codes[part]))
-
-
-def synthesize(model: HyperModel, y: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """The (height, width, 3) uint8 image of a whole latent y (C, h, w)."""
-    y = y.float()
-    window = lambda t: y[:, t.top : t.bottom, t.left : t.right]  # noqa: E731
-    return tiles.synthesis(model.net, window, tuple(y.shape[1:]), height, width)
 
 
 @torch.no_grad()
