@@ -1,4 +1,4 @@
-"""The hvq-v3 training campaign's validation curve, from the log its compact checkpoint carries
+"""A training campaign's validation curve, from the log its compact checkpoint carries
 (or a run's log.jsonl): validation PSNR and bpp per trained quality against CPU-hours, and the
 latest rate-distortion curve beside hvq-v2's on the same photos.
 
@@ -45,22 +45,36 @@ def margin_summary(m: list[tuple[float, float]]) -> str:
     return f"{each}; ahead at every rate both reach: {bool(m) and all(d > 0 for _, d in m)}"
 
 
-def plot(rows: list[dict], baseline: dict | None, out: Path) -> None:
+def plot(
+    rows: list[dict],
+    baseline: dict | None,
+    out: Path,
+    name: str = "hvq-v3",
+    grown_at: float | None = None,
+) -> None:
+    """`grown_at`: the CPU-hour at which the log's model was grown from its predecessor, whose
+    rows the log carries before it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    hours = [r["cpu_hours"] for r in rows]
     for q in range(len(rows[-1]["val_psnr"])):
-        axes[0].plot(hours, [r["val_psnr"][q] for r in rows], marker=".", label=f"level {q}")
-        axes[1].plot(hours, [r["val_bpp"][q] for r in rows], marker=".", label=f"level {q}")
+        have = [r for r in rows if len(r["val_psnr"]) > q]  # a grown model adds rate points
+        hours = [r["cpu_hours"] for r in have]
+        axes[0].plot(hours, [r["val_psnr"][q] for r in have], marker=".", label=f"level {q}")
+        axes[1].plot(hours, [r["val_bpp"][q] for r in have], marker=".", label=f"level {q}")
     axes[0].set(xlabel="CPU-hours (2 cores)", ylabel="validation PSNR (dB)")
     axes[1].set(xlabel="CPU-hours (2 cores)", ylabel="validation bpp", yscale="log")
+    if grown_at is not None:
+        for ax in axes[:2]:
+            ax.axvline(grown_at, color="k", linestyle=":", linewidth=1)
+            ax.annotate(f"grown to {name}", (grown_at, 0.02), xycoords=("data", "axes fraction"),
+                        fontsize=7, rotation=90, ha="right")  # fmt: skip
     for r in rows[-3:]:
         axes[2].plot(r["val_bpp"], r["val_psnr"], marker="o",
-                     label=f"hvq-v3, step {r['step']} ({r['cpu_hours']:.2f} h)")  # fmt: skip
+                     label=f"{name}, step {r['step']} ({r['cpu_hours']:.2f} h)")  # fmt: skip
     if baseline:
         curve = baseline["curve"]
         axes[2].plot([c["bpp"] for c in curve], [c["psnr"] for c in curve], "k--", marker="s",
@@ -101,7 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--card", type=Path, metavar="CARD.json",
                    help="also write the model card of the checkpoint (--log, a .pt) here, and "
                    "beside it as .md")  # fmt: skip
-    p.add_argument("--name", default="hvq-v3", help="the card's model name")
+    p.add_argument("--name", default="hvq-v3", help="the model's name, on the plot and card")
+    p.add_argument(
+        "--grown-at",
+        type=float,
+        metavar="HOURS",
+        help="mark the CPU-hour at which the model was grown from its predecessor",
+    )
     p.add_argument("--evaluation", type=Path, help="the card's evaluation (benchmarks.kodak's "
                    "hvq.json)")  # fmt: skip
     p.add_argument("--evaluation-folder", default="../shared/data/kodak",
@@ -113,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.card:
         write_card(args, rows)
     baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else None
-    plot(rows, baseline, args.out)
+    plot(rows, baseline, args.out, args.name, args.grown_at)
     for r in rows:
         print(f"step {r['step']:>6}  {r['cpu_hours']:.2f} h  bpp {r['val_bpp']}  "
               f"PSNR {r['val_psnr']}")  # fmt: skip

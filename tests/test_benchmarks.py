@@ -101,7 +101,7 @@ def test_the_campaign_plot_reads_a_compact_checkpoints_log(tmp_path):
     log = "\n".join(json.dumps(r) for r in [*rows, {"step": 300, "loss": 1.0}]) + "\n"
     torch.save({"format": "hvqcodec-rd-checkpoint/1", "log": log}, tmp_path / "ck.pt")
     out = tmp_path / "campaign.png"
-    campaign.main(["--log", str(tmp_path / "ck.pt"), "--out", str(out)])
+    campaign.main(["--log", str(tmp_path / "ck.pt"), "--out", str(out), "--grown-at", "0.5"])
     assert out.stat().st_size > 0
     assert [r["step"] for r in campaign.validation_rows(tmp_path / "ck.pt")] == [0, 100, 250]
 
