@@ -105,6 +105,8 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     val = [r for r in rows if "val_psnr" in r]
     assert [r["step"] for r in val] == [0, 2, 4] and len(val[0]["val_bpp"]) == 2
+    counters = torch.load(out / "checkpoint.pt", weights_only=True)["counters"]
+    assert counters["last_eval"] == counters["cpu_seconds"] > 0  # the next a full interval on
     small = torch.load(compact, weights_only=True)
     assert small["step"] == 4 and small["config"]["model"]["latent"] == 8
     assert all(v.dtype != torch.float32 for v in small["model"].values())

@@ -249,6 +249,9 @@ class Run:
         print(json.dumps(row), flush=True)
 
     def evaluate(self) -> None:
+        # Every evaluation restarts the interval, so that a leg's closing one is not followed
+        # by another a few minutes into the next leg.
+        self.counters["last_eval"] = self.counters["cpu_seconds"]
         if self.val_images:
             self.log(validate(self.model, self.val_images, self.device))
 
@@ -292,7 +295,6 @@ class Run:
         ):
             self.train_step()
             if c["cpu_seconds"] - c["last_eval"] >= 60 * cfg.eval_minutes:
-                c["last_eval"] = c["cpu_seconds"]
                 self.evaluate()
             if time.time() - last_save > cfg.checkpoint_seconds:
                 self.save()
