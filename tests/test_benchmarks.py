@@ -175,3 +175,28 @@ def test_the_speed_benchmark_measures_each_step_in_its_own_process(tmp_path):
     assert Image.open(hvq.with_suffix(".out.png")).size == Image.open(png).size
     table = readme.speed_table({"cpu": "x", "cores": 2, "rows": [row]})
     assert table.count("\n| ") == 2 and f"| {row['width']}x{row['height']} |" in table
+
+
+def test_the_context_gain_is_zero_for_an_untrained_context_and_measured_for_a_trained_one(
+    tmp_path, dog
+):
+    from benchmarks import context_gain
+    from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
+    from tests.conftest import TINY_HYPER
+
+    torch.manual_seed(0)
+    config = {**TINY_HYPER, "context_groups": (4, 4, 8), "context_channels": 8}
+    net = VQHyperprior(VQHyperpriorConfig(**config))
+    x = torch.from_numpy(dog[:64, :64].copy()).permute(2, 0, 1)[None].float() / 255
+    compact = {"config": {"model": net.config.to_dict()}, "step": 7, "cpu_seconds": 36.0}
+    torch.save({**compact, "model": net.state_dict()}, tmp_path / "fresh.pt")
+    with torch.no_grad():
+        for group in net.context.nets:  # a trained context's corrections are nonzero
+            group[-1].bias.normal_(std=0.5)
+    torch.save({**compact, "model": net.state_dict()}, tmp_path / "trained.pt")
+    fresh = context_gain.saving(tmp_path / "fresh.pt", [x])
+    assert fresh["step"] == 7 and fresh["cpu_hours"] == 0.01
+    assert all(r["saving_of_fine"] == 0 for r in fresh["rate_points"])  # starts at zero
+    trained = context_gain.saving(tmp_path / "trained.pt", [x])["rate_points"]
+    assert len(trained) == len(net.config.lambdas)
+    assert all(r["saving_of_fine"] != 0 and r["fine_bpp_with"] > 0 for r in trained)
