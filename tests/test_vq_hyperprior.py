@@ -100,13 +100,17 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
             "--threads", "1", "--validation", str(listing),
             "--model-json", json.dumps(TINY)]  # fmt: skip
     train_main([*args, "--out", str(out), "--max-steps", "2"])
-    train_main([*args, "--out", str(out), "--max-steps", "4", "--compact", str(compact)])
+    train_main([*args, "--out", str(out), "--max-steps", "4", "--compact", str(compact),
+                "--lr-scales-json", '{"synthesis.": 2}'])  # fmt: skip
     rows = [json.loads(line) for line in open(out / "log.jsonl")]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     val = [r for r in rows if "val_psnr" in r]
     assert [r["step"] for r in val] == [0, 2, 4] and len(val[0]["val_bpp"]) == 2
-    counters = torch.load(out / "checkpoint.pt", weights_only=True)["counters"]
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    counters = ck["counters"]
     assert counters["last_eval"] == counters["cpu_seconds"] > 0  # the next a full interval on
+    groups = ck["optimizer"]["param_groups"]  # resumed into another grouping
+    assert [g["scale"] for g in groups] == [2.0, 1.0] and ck["config"]["lr_scales"]
     small = torch.load(compact, weights_only=True)
     assert small["step"] == 4 and small["config"]["model"]["latent"] == 8
     assert all(v.dtype != torch.float32 for v in small["model"].values())
@@ -131,3 +135,28 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     int8, half = (torch.load(tmp_path / f, weights_only=True) for f in ("w.pt", "h.pt"))
     assert int8["scales"] and "scales" not in half
     assert {v.dtype for v in half["model"].values()} <= {torch.float16, torch.bool, torch.int64}
+
+
+@pytest.mark.parametrize("before", [None, {}, {"synthesis.": 2.0}])
+def test_a_resumed_optimizer_keeps_each_parameters_state_in_another_grouping(before):
+    from hvqcodec.training.hyper import carried_state, param_groups
+
+    torch.manual_seed(0)
+    model = VQHyperprior(VQHyperpriorConfig(**TINY))
+    params = model.parameters() if before is None else param_groups(model, before)
+    first = torch.optim.Adam(params, lr=1e-3)  # None: a checkpoint from before the groups
+    x = torch.rand(1, 3, 64, 64)
+    out = model(x, torch.tensor([1]))
+    (out.reconstruction.square().mean() + sum(b.sum() for b in out.bits.values())).backward()
+    first.step()
+    scales = {"synthesis.": 4.0, "hyper_analysis.": 0.5}
+    second = torch.optim.Adam(param_groups(model, scales), lr=1e-3)
+    second.load_state_dict(carried_state(second, first.state_dict(), model))
+    assert [g["scale"] for g in second.param_groups] == [4.0, 0.5, 1.0]
+    names = dict(model.named_parameters())
+    assert all(n.startswith("synthesis.") for n in second.param_groups[0]["names"])
+    moved = [p for p in model.parameters() if p in first.state]
+    assert moved and len(second.state) == len(first.state)
+    for name, p in names.items():
+        if p in first.state:
+            assert torch.equal(second.state[p]["exp_avg"], first.state[p]["exp_avg"]), name

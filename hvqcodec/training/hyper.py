@@ -75,6 +75,9 @@ class RDTrainConfig:
     init_from: str = ""  # a compact or full checkpoint to start from
     validation: str = str(VALIDATION_LIST)  # names of the held-out photos of `data`
     model: dict = field(default_factory=lambda: VQHyperpriorConfig().to_dict())
+    # Learning-rate multipliers by parameter-name prefix ({"context.": 4}: the context model's
+    # parameters at 4 x lr); the first prefix a name starts with applies, others get 1.
+    lr_scales: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -152,6 +155,34 @@ def export(checkpoint: str | Path, out: str | Path, name: str, *, int8: bool = T
     atomic_save(pack_weights(name, model.eval(), int8=int8), out)
 
 
+def param_groups(model: torch.nn.Module, scales: dict[str, float]) -> list[dict]:
+    """The optimizer's parameter groups: one per prefix of `scales` that names any parameter,
+    its `scale` the prefix's value, then the rest at scale 1; each with its parameters' names,
+    so that a resumed run can carry their state into another grouping."""
+    grouped: dict[str | None, list] = {prefix: [] for prefix in scales}
+    grouped[None] = []
+    for name, p in model.named_parameters():
+        grouped[next((k for k in scales if name.startswith(k)), None)].append((name, p))
+    return [{"params": [p for _, p in members], "names": [n for n, _ in members],
+             "scale": float(scales[prefix]) if prefix is not None else 1.0}
+            for prefix, members in grouped.items() if members]  # fmt: skip
+
+
+def carried_state(opt: torch.optim.Optimizer, saved: dict, model: torch.nn.Module) -> dict:
+    """`opt`'s state dict holding a checkpoint's optimizer state (`saved`), matched by
+    parameter name, whatever the two groupings; a checkpoint without names had one group of
+    `model.parameters()`. The groups' settings are `opt`'s own."""
+    names = [n for g in saved["param_groups"] for n in g.get("names", ())]
+    if not names:
+        names = [n for n, _ in model.named_parameters()]
+    indices = [i for g in saved["param_groups"] for i in g["params"]]
+    by_name = {n: saved["state"][i] for n, i in zip(names, indices) if i in saved["state"]}
+    target = opt.state_dict()
+    ours = [n for g in opt.param_groups for n in g["names"]]
+    target["state"] = {i: by_name[n] for i, n in enumerate(ours) if n in by_name}
+    return target
+
+
 class Run:
     """One training run's state: the model, optimizer, counters, RNG and data position. Its
     full checkpoint (OUT/checkpoint.pt) describes itself, and a run started again resumes it."""
@@ -179,7 +210,7 @@ class Run:
         self.resumed, self.warm_from, self.sampler_state = ck is not None, 0, None
         if init is not None:
             self._initialise(init)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.Adam(param_groups(self.model, cfg.lr_scales), lr=cfg.lr)
         if ck is not None:
             self._resume(ck)
         self.model.to(self.device).train()
@@ -188,7 +219,7 @@ class Run:
 
     def _resume(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
+        self.opt.load_state_dict(carried_state(self.opt, ck["optimizer"], self.model))
         self.counters = ck["counters"]
         self.gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
@@ -265,7 +296,7 @@ class Run:
         cfg, t = self.cfg, time.time()
         lr = self.lr()
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["scale"]
         x = random_crops(self.images, self.sampler.take(cfg.batch_size), cfg.crop, self.gen)
         x = x.to(self.device)
         if self.device.type == "cpu":
@@ -317,7 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    add_flags(p, RDTrainConfig, tables=("model",))
+    add_flags(p, RDTrainConfig, tables=("model", "lr_scales"))
+    p.add_argument("--lr-scales-json", type=json.loads, default={},
+                   help="learning-rate multipliers by parameter-name prefix, as JSON: "
+                   "'{\"context.\": 4}' trains the context model at 4 x --lr")  # fmt: skip
     p.add_argument(
         "--model-json",
         help="JSON overrides of the model config (new runs only; "
@@ -337,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
         export(args.init_from, args.export, args.name, int8=not args.float16)
         print(f"wrote {args.export}")
         return
-    cfg = RDTrainConfig(**given(args, RDTrainConfig, tables=("model",)))
+    cfg = RDTrainConfig(**given(args, RDTrainConfig, tables=("model", "lr_scales")))
+    cfg.lr_scales = args.lr_scales_json
     overrides = json.loads(args.model_json) if args.model_json else {}
     cfg.model = {**cfg.model, **overrides}
     if not cfg.data:
