@@ -160,3 +160,10 @@ def test_a_resumed_optimizer_keeps_each_parameters_state_in_another_grouping(bef
     for name, p in names.items():
         if p in first.state:
             assert torch.equal(second.state[p]["exp_avg"], first.state[p]["exp_avg"]), name
+
+
+@pytest.mark.parametrize("bad", ["{context: 4}", "[4]", '{"context.": 0}', '{"context.": "4"}'])
+def test_bad_lr_scales_are_a_usage_error(bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_main(["--data", "x", "--lr-scales-json", bad])
+    assert e.value.code == 2 and "--lr-scales-json" in capsys.readouterr().err

@@ -344,12 +344,26 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
         print(f"wrote {compact}", flush=True)
 
 
+def lr_scales(text: str) -> dict[str, float]:
+    """--lr-scales-json: a JSON object from parameter-name prefixes to positive numbers."""
+    try:
+        scales = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(scales, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales.values()
+    ):
+        raise argparse.ArgumentTypeError('give an object of prefixes to positive numbers, '
+                                         'e.g. \'{"context.": 4}\'')  # fmt: skip
+    return {str(k): float(v) for k, v in scales.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     add_flags(p, RDTrainConfig, tables=("model", "lr_scales"))
-    p.add_argument("--lr-scales-json", type=json.loads, default={},
+    p.add_argument("--lr-scales-json", type=lr_scales, default={},
                    help="learning-rate multipliers by parameter-name prefix, as JSON: "
                    "'{\"context.\": 4}' trains the context model at 4 x --lr")  # fmt: skip
     p.add_argument(
