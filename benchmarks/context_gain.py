@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hvqcodec.families.hyper.model import PAD_STRIDE
-from hvqcodec.image_io import load_rgb
+from hvqcodec.image_io import load_photos
 from hvqcodec.training.data import centre_crop, split_photos
 from hvqcodec.training.hyper import EVAL_SIDE, checkpoint_model
 
@@ -65,11 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args(argv)
     _, held_out = split_photos(args.images)
-    images = [
-        (centre_crop(torch.from_numpy(load_rgb(path).rgb.copy()).permute(2, 0, 1), EVAL_SIDE,
-                     PAD_STRIDE).float() / 255)[None]
-        for path in held_out[: args.count]
-    ]  # fmt: skip
+    images = [(centre_crop(img, EVAL_SIDE, PAD_STRIDE).float() / 255)[None]
+              for img in load_photos(held_out[: args.count])]  # fmt: skip
     results = []
     for checkpoint in args.checkpoint:
         results.append(saving(checkpoint, images))
