@@ -331,11 +331,11 @@ def encode(
     model: str | Path | FamilyModel | None = None,
     **options,
 ) -> bytes:
-    """Compress an image (PIL image, HxWx3 uint8 array, or path) to .hvq bytes, with the
-    default model unless `model` names another, at `quality` (0-100) or at the quality that
-    one target picks: `target_size`, `target_bpp` or `target_psnr`, with `strict` to fail
-    rather than miss it, `effort` 0-3 (slower, smaller for the quality), and `metadata` and
-    `background` as `Codec.encode_detailed` takes them."""
+    """Compress an image (PIL image, path, or uint8 array: H x W gray, H x W x 3 RGB, x 2 or
+    x 4 with alpha) to .hvq bytes, with the default model unless `model` names another, at
+    `quality` (0-100) or at the quality that one target picks: `target_size`, `target_bpp` or
+    `target_psnr`, with `strict` to fail rather than miss it, `effort` 0-3 (slower, smaller for
+    the quality), and `metadata` and `background` as `Codec.encode_detailed` takes them."""
     return resolve(model).encode(image, quality, **options)
 
 

@@ -166,9 +166,9 @@ def _exif(im: Image.Image) -> Image.Exif | None:
 
 
 def load_rgb(image: ImageInput, background: tuple[int, int, int] | None = None) -> Pixels:
-    """A PIL image, an (H, W, 3) uint8 array or a path -> RGB pixels, alpha and metadata
-    (`background`: as `to_rgb`). Pillow's warnings about the input (corrupt EXIF, odd sizes)
-    become notes, not warning text."""
+    """A PIL image, a uint8 array (H x W, or H x W x 1 to 4 read as L, LA, RGB or RGBA) or a
+    path -> RGB pixels, alpha and metadata (`background`: as `to_rgb`). Pillow's warnings about
+    the input (corrupt EXIF, odd sizes) become notes, not warning text."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pixels = _load_rgb(image, background)
@@ -190,13 +190,19 @@ def _load_rgb(image: ImageInput, background: tuple[int, int, int] | None) -> Pix
         except Exception as e:  # Pillow's conversions fail in many types on damaged data
             raise HvqError(f"cannot convert the image ({type(e).__name__}: {e})") from e
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        bands = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
+        if image.dtype != np.uint8 or bands not in (1, 2, 3, 4):
             raise HvqError(
-                f"array input must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}"
+                "array input must be uint8, HxW or HxWx1 (gray), HxWx2 (gray, alpha), HxWx3 "
+                f"(RGB) or HxWx4 (RGBA); got shape {image.shape} dtype {image.dtype}"
             )
         if 0 in image.shape:
             raise HvqError(f"empty image: shape {image.shape}")
-        return Pixels(np.ascontiguousarray(image))
+        if bands == 3:
+            return Pixels(np.ascontiguousarray(image))
+        return to_rgb(
+            Image.fromarray(image.reshape(image.shape[:2]) if bands == 1 else image), background
+        )
     raise HvqError(f"cannot encode a {type(image).__name__}: pass a PIL image, array or path")
 
 

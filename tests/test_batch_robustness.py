@@ -98,7 +98,7 @@ def test_the_api_raises_hvqerror_with_the_cause_chained(tmp_path):
         hvqcodec.encode(tmp_path / "bad.png")
     assert e.value.__cause__ is not None or "not an image" in str(e.value)
     with pytest.raises(hvqcodec.HvqError):
-        hvqcodec.encode(np.zeros((4, 4), np.uint8))
+        hvqcodec.encode(np.zeros((4, 4, 3), np.float32))
 
 
 def test_a_worker_killed_while_writing_leaves_no_temporary_file(folder, weights, tmp_path,

@@ -17,6 +17,27 @@ def test_rgb_array_passes_through(dog):
     assert rgb.shape == dog.shape and notes == []
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA"])
+def test_gray_and_alpha_arrays_read_as_the_image_of_their_mode(dog, mode):
+    im = Image.fromarray(dog).convert(mode)
+    if "A" in mode:  # a varying alpha, so that it is kept
+        im.putalpha(Image.fromarray(dog[..., 1]))
+    array = np.asarray(im)
+    got, want = load_rgb(array), load_rgb(im)
+    assert (got.rgb == want.rgb).all() and got.gray == want.gray == mode.startswith("L")
+    assert (got.alpha is None) == (want.alpha is None) == ("A" not in mode)
+    assert got.alpha is None or (got.alpha == want.alpha).all()
+    if mode == "L":  # H x W x 1 is the same gray
+        assert (load_rgb(array[..., None]).rgb == got.rgb).all()
+
+
+@pytest.mark.parametrize("shape,dtype", [((4, 5, 5), np.uint8), ((4, 5, 3), np.float32),
+                                         ((2, 4, 5, 3), np.uint8), ((0, 5), np.uint8)])  # fmt: skip
+def test_other_arrays_are_refused_with_the_shapes_taken(shape, dtype):
+    with pytest.raises(HvqError, match="array input must be uint8|empty"):
+        load_rgb(np.zeros(shape, dtype))
+
+
 @pytest.mark.parametrize(
     "mode,out",
     [("L", "L"), ("1", "L"), ("I;16", "L"), ("LA", "L"), ("P", "RGB"), ("RGBA", "RGB"),
