@@ -236,6 +236,10 @@ def speed_table(result: dict) -> str:
             f"{r['decode_s_per_mp']:.2f} | {r['decode_peak_rss_mb']:.0f} | "
             f"{split(r['encode_s'])} | {split(r['decode_s'])} | {r['torch_threads']} |"
         )
+    kmac = result.get("kmac_per_pixel")
+    if kmac:
+        cost = f"analysis {kmac['analysis']:.1f}, synthesis {kmac['synthesis']:.1f}"
+        lines += ["", f"Networks (`torch.utils.flop_counter`, 768x512): {cost} kMAC per pixel."]
     return "\n".join(lines)
 
 

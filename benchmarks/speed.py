@@ -7,7 +7,9 @@ and the peak memory of each.
 Sizes: 512x512 (a crop), the image itself (Kodak: 768x512, 0.4 MP), and the image upscaled to
 about 4 MP, 12 MP (4000x3000, a phone photo), 4096x4096 and 48 MP (8000x6000, a current
 phone's full resolution), all at the model's default quality, then the image itself at the
-highest quality. Encoding and decoding each run in a process of their own, so that each peak
+highest quality. It also counts the float analysis' and synthesis' multiply-accumulates per
+pixel on a Kodak-sized image (the networks' cost, apart from coding and tiling). Encoding and
+decoding each run in a process of their own, so that each peak
 RSS is that step's alone, as `hvqcodec compress` and `decompress` would see it. Times are
 medians of --runs runs through the real file path: read image, encode, write .hvq; read,
 decode, write PNG. Sizes above LARGE_MP megapixels run once.
@@ -37,6 +39,29 @@ SIZES = {
     "48MP": (8000, 6000),
 }
 LARGE_MP = 5
+KMAC_SIZE = (512, 768)  # height, width: a Kodak image
+
+
+def kmac_per_pixel(model: str) -> dict[str, float] | None:
+    """Thousands of multiply-accumulates per pixel of the analysis and the synthesis, by torch's
+    FLOP counter (two FLOPs a MAC) on a KMAC_SIZE image; None for a family without them (VQ-VAE)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hvqcodec import Codec
+
+    net = getattr(Codec(model).model, "net", None)
+    if net is None:
+        return None
+    x = torch.zeros(1, 3, *KMAC_SIZE)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as analysis:
+            y = net.analysis(x)
+        with FlopCounterMode(display=False) as synthesis:
+            net.synthesis(y)
+    pixels = KMAC_SIZE[0] * KMAC_SIZE[1]
+    return {name: round(c.get_total_flops() / 2 / pixels / 1000, 1)
+            for name, c in (("analysis", analysis), ("synthesis", synthesis))}  # fmt: skip
 
 
 def source_image(image: Path, size: str, png: Path) -> None:
@@ -152,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
             f"decode {r['decode_s']['total']:.2f} s, {r['decode_peak_rss_mb']:.0f} MB",
             flush=True,
         )
-    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "model": args.model, "rows": rows}
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "model": args.model,
+              "kmac_per_pixel": kmac_per_pixel(args.model), "rows": rows}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

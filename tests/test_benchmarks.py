@@ -173,8 +173,13 @@ def test_the_speed_benchmark_measures_each_step_in_its_own_process(tmp_path):
         assert r["seconds"]["total"] >= r["seconds"]["network"] > 0 and r["peak_rss_mb"] > 0
         speed.add_step(row, step, r)
     assert Image.open(hvq.with_suffix(".out.png")).size == Image.open(png).size
-    table = readme.speed_table({"cpu": "x", "cores": 2, "rows": [row]})
+    deeper = tmp_path / "deeper.pt"
+    torch.save(tiny_hyper(synthesis_blocks=1), deeper)
+    kmac, more = speed.kmac_per_pixel(str(weights)), speed.kmac_per_pixel(str(deeper))
+    assert more["analysis"] == kmac["analysis"] > 0 and more["synthesis"] > kmac["synthesis"] > 0
+    table = readme.speed_table({"cpu": "x", "cores": 2, "kmac_per_pixel": kmac, "rows": [row]})
     assert table.count("\n| ") == 2 and f"| {row['width']}x{row['height']} |" in table
+    assert f"synthesis {kmac['synthesis']:.1f} kMAC per pixel" in table
 
 
 def test_the_context_gain_is_zero_for_an_untrained_context_and_measured_for_a_trained_one(
