@@ -1,17 +1,19 @@
 """Transparency: the alpha plane, stored losslessly in a file's ALPH chunk, and compositing onto
 an opaque background for those who want no alpha.
 
-The colour under the alpha is coded as any image's; the alpha plane is not, because a lossy
-alpha shows: a halo around a cut-out, a stair on a soft edge, noise in a flat area. Lossless, as
-WebP's and AVIF's. Its payload is a complete standard image file of the plane rather than a
-coder of our own: alpha planes are flat runs and smooth or binary edges, which lossless image
-coders already do well, and a second implementation reads them with any image library. The
-encoder tries a greyscale PNG (1 bit deep where only 0 and 255 occur, else 8) and a lossless
-WebP, and keeps the smallest; the magic tells them apart, so there is no method byte. On the
-planes of `benchmarks/alpha.py` WebP is 5% to 42% smaller than the 8-bit PNG at effort 0, in at
-most 0.6 s a plane, and libwebp's slow search at effort 2 saves up to a further 25% in seconds
-(`benchmarks/results/alpha.json`); the PNG stays for planes with a side over 16383 pixels,
-which WebP cannot hold. Torch-free: `hvqcodec info` imports this module.
+The colour under the alpha is coded as any image's, except that under fully transparent pixels,
+where it does not show, it becomes a smooth fill (`fill_hidden`) unless the user asks to keep
+it. The alpha plane is not coded that way, because a lossy alpha shows: a halo around a cut-out,
+a stair on a soft edge, noise in a flat area. Lossless, as WebP's and AVIF's. Its payload is a
+complete standard image file of the plane rather than a coder of our own: alpha planes are flat
+runs and smooth or binary edges, which lossless image coders already do well, and a second
+implementation reads them with any image library. The encoder tries a greyscale PNG (1 bit deep
+where only 0 and 255 occur, else 8) and a lossless WebP, and keeps the smallest; the magic tells
+them apart, so there is no method byte. On the planes of `benchmarks/alpha.py` WebP is 5% to 42%
+smaller than the 8-bit PNG at effort 0, in at most 0.6 s a plane, and libwebp's slow search at
+effort 2 saves up to a further 25% in seconds (`benchmarks/results/alpha.json`); the PNG stays
+for planes with a side over 16383 pixels, which WebP cannot hold. Torch-free: `hvqcodec info`
+imports this module.
 """
 
 import io
@@ -117,6 +119,33 @@ def composite(colour: np.ndarray, alpha: np.ndarray, background: tuple[int, ...]
     a = alpha[..., None].astype(np.uint32)
     back = np.asarray(background, np.uint32)
     return ((colour * a + back * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def fill_hidden(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """`colour` (H, W, 3) uint8 with its fully transparent pixels (alpha 0) replaced by a
+    smooth fill from the visible ones, which codes in far fewer bits than whatever an editor
+    left there; what shows is unchanged. cwebp and cjxl do the same unless asked to keep it
+    (-exact, --keep_invisible). The fill is push-pull: the visible pixels averaged down a
+    pyramid of halvings (Pillow premultiplies by the alpha when it reduces RGBA), then from the
+    coarsest level up, each level laid over the one below it bilinearly enlarged, through its
+    share of visible pixels."""
+    if alpha.all():
+        return colour
+    if not alpha.any():  # nothing shows: the flattest image
+        return np.full_like(colour, 128)
+    image = Image.fromarray(colour)
+    visible = Image.fromarray(alpha).point(lambda a: 255 if a else 0)
+    level = image.copy()
+    level.putalpha(visible)
+    pyramid = [level]
+    while max(pyramid[-1].size) > 1:
+        pyramid.append(pyramid[-1].reduce(2))
+    filled = pyramid[-1]  # one pixel, of some visible share: its colour is their mean
+    for level in reversed(pyramid[1:-1]):
+        filled = Image.alpha_composite(filled.resize(level.size, Image.BILINEAR), level)
+        filled.putalpha(255)
+    up = filled.convert("RGB").resize(image.size, Image.BILINEAR)
+    return np.asarray(Image.composite(image, up, visible))
 
 
 def flatten(image: Image.Image) -> Image.Image:

@@ -52,6 +52,7 @@ class Job:
     strict: bool = False  # a target no quality meets fails the file
     effort: int = 0  # refinement of the fine symbols, 0-3
     background: str | None = None  # composite transparency onto this colour, storing no alpha
+    exact: bool = False  # keep the colour under fully transparent pixels
 
 
 @dataclass
@@ -169,6 +170,7 @@ def _compress(codec: "Codec", job: Job) -> Outcome:
         strict=job.strict,
         effort=job.effort,
         background=job.background,
+        exact=job.exact,
         **job.targets,
     )
     with atomic_output(job.dst, job.force) as tmp:

@@ -215,13 +215,18 @@ def _finite(ctx, param, value: float | None) -> float | None:
     help="Composite transparency onto this colour (a name such as white, or #rrggbb) and store "
     "no alpha. Default: keep the alpha, losslessly.",
 )  # fmt: skip
+@click.option(
+    "--exact", is_flag=True,
+    help="Keep the colour under fully transparent pixels (as cwebp's -exact). Default: replace "
+    "it by a smooth fill from the visible pixels, which costs few bits and does not show.",
+)  # fmt: skip
 @force_option
 @jobs_option
 @cluster_option
 @verbose_option
 @model_option
 def compress(inputs, output, quality, target_size, target_bpp, target_psnr, strict, effort, strip,
-             background, force, jobs, cluster, verbose, model) -> None:  # fmt: skip
+             background, exact, force, jobs, cluster, verbose, model) -> None:  # fmt: skip
     """Compress images (files or directories; any format Pillow reads) to .hvq.
 
     Each file gets the quality -q gives, or its own search for the one --size, --bpp or --psnr
@@ -248,6 +253,7 @@ def compress(inputs, output, quality, target_size, target_bpp, target_psnr, stri
             strict=strict,
             effort=effort,
             background=background,
+            exact=exact,
         )
         for s in srcs
     ]

@@ -147,6 +147,7 @@ class Codec:
         metadata: bool = True,
         effort: int = 0,
         background: str | None = None,
+        exact: bool = False,
     ) -> Encoded:
         """Encode at `quality` (0-100, fractions allowed; default: the model's everyday
         setting), or at the quality a target picks: `target_size` (bytes) and `target_bpp` the
@@ -154,7 +155,9 @@ class Codec:
         no quality meets gives the nearest miss with a note, or with `strict` an HvqError.
         `metadata=False` drops the input's ICC profile, EXIF and XMP instead of storing them
         (never the alpha). An image with transparency keeps its alpha plane, losslessly, unless
-        `background` names a colour ("white", "#rrggbb") to composite it onto.
+        `background` names a colour ("white", "#rrggbb") to composite it onto; the colour under
+        its fully transparent pixels becomes a smooth fill that costs few bits
+        (`alpha.fill_hidden`) unless `exact` keeps it, as cwebp's -exact.
         `effort` 1 to 3 refines the fine symbols of an hvq-v3 model for a better rate-distortion
         trade-off, at many times the encoding time (`families.hyper.refinement`); 0 does not."""
         start = time.perf_counter()
@@ -175,6 +178,8 @@ class Codec:
             flags |= container.FLAG_ALPHA
             t = time.perf_counter()
             chunks[container.ALPHA_CHUNK] = alpha.encode(pixels.alpha, effort)
+            if not exact:
+                pixels.rgb = alpha.fill_hidden(pixels.rgb, pixels.alpha)
             io += time.perf_counter() - t  # image file coding, as reading the input is
         if metadata:
             for key, kind in container.METADATA_CHUNKS.items():
@@ -335,7 +340,8 @@ def encode(
     x 4 with alpha) to .hvq bytes, with the default model unless `model` names another, at
     `quality` (0-100) or at the quality that one target picks: `target_size`, `target_bpp` or
     `target_psnr`, with `strict` to fail rather than miss it, `effort` 0-3 (slower, smaller for
-    the quality), and `metadata` and `background` as `Codec.encode_detailed` takes them."""
+    the quality), and `metadata`, `background` and `exact` as `Codec.encode_detailed` takes
+    them."""
     return resolve(model).encode(image, quality, **options)
 
 

@@ -2,7 +2,8 @@
 
 `quality` is the 0-100 scale of Pillow's JPEG and WebP savers; `target_size`, `target_bpp` and
 `target_psnr` pick it instead, `effort` (0-3, as the JPEG XL plugin's) refines, and
-`background` composites transparency onto a colour, as in `hvqcodec.encode`.
+`background` composites transparency onto a colour and `exact` keeps the colour under fully
+transparent pixels (as Pillow's WebP saver), as in `hvqcodec.encode`.
 
 Follows Pillow's "Writing your own image plugin" guide and its own plugins: `Image.open` reads
 the header alone (size, mode, model, quality) and, where the file is all there, the metadata
@@ -116,7 +117,8 @@ def _save(im: Image.Image, fp, filename) -> None:
     strict = bool(options.get("strict"))
     effort = options.get("effort", 0)
     fp.write(resolve(None).encode(im, options.get("quality"), strict=strict, effort=effort,
-                                  background=options.get("background"), **targets))  # fmt: skip
+                                  background=options.get("background"),
+                                  exact=bool(options.get("exact")), **targets))  # fmt: skip
 
 
 def register() -> None:

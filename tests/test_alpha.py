@@ -213,6 +213,51 @@ def test_strip_keeps_the_alpha_and_background_drops_it(tmp_path, weights, source
     assert "Traceback" not in r.output
 
 
+def noise_under(im: Image.Image, seed: int) -> Image.Image:
+    """`im` (RGBA) with random colour wherever it is fully transparent."""
+    planes = np.array(im)
+    hidden = planes[..., 3] == 0
+    planes[hidden, :3] = np.random.default_rng(seed).integers(0, 256, (hidden.sum(), 3))
+    return Image.fromarray(planes)
+
+
+def test_the_fill_keeps_what_shows_and_is_smooth_where_nothing_does(sources):
+    planes = np.asarray(noise_under(sources["RGBA"], 0))
+    colour, plane = planes[..., :3], planes[..., 3]
+    filled = alpha.fill_hidden(colour, plane)
+    shows = plane > 0
+    assert (filled[shows] == colour[shows]).all() and (filled[~shows] != colour[~shows]).any()
+
+    def roughness(x):  # mean step between horizontal neighbours that are both hidden
+        both = ~shows[:, 1:] & ~shows[:, :-1]
+        return np.abs(np.diff(x.astype(int), axis=1))[both].mean()
+
+    assert roughness(filled) < roughness(colour) / 10
+    one = np.where(shows[..., None], np.uint8([10, 200, 30]), colour)  # one colour shows
+    assert np.abs(alpha.fill_hidden(one, plane).astype(int) - [10, 200, 30]).max() <= 10
+    assert alpha.fill_hidden(colour, np.full_like(plane, 9)) is colour  # nothing hidden
+    assert (alpha.fill_hidden(colour, np.zeros_like(plane)) == 128).all()  # nothing shows
+
+
+def test_what_lies_under_transparency_changes_no_byte_unless_exact(tiny_hyper_codec, sources,
+                                                                   tmp_path, weights):  # fmt: skip
+    a, b = noise_under(sources["RGBA"], 1), noise_under(sources["RGBA"], 2)
+    q = 100  # where the tiny model's symbols see the colour of a few corner pixels
+    assert tiny_hyper_codec.encode(a, q) == tiny_hyper_codec.encode(b, q)
+    exact = tiny_hyper_codec.encode(a, q, exact=True)
+    assert exact != tiny_hyper_codec.encode(b, q, exact=True)
+    a.save(tmp_path / "in.png")
+    r = cli("compress", tmp_path / "in.png", "-m", weights, "-q", q, "--exact")
+    assert (
+        r.exit_code == 0
+        and unpack((tmp_path / "in.hvq").read_bytes()).streams == unpack(exact).streams
+    )
+    a.save(tmp_path / "in.hvq", quality=q, exact=True)  # Pillow's plugin, as its WebP saver
+    saved = unpack((tmp_path / "in.hvq").read_bytes()).streams
+    assert saved == unpack(hvqcodec.encode(a, q, exact=True)).streams  # the default model's
+    assert saved != unpack(hvqcodec.encode(a, q)).streams
+
+
 @pytest.mark.parametrize("suffix,mode", [(".jpg", "RGB"), (".ppm", "RGB"), (".webp", "RGBA")])
 def test_decompressing_to_a_format_without_alpha_composites_onto_white(
     tmp_path, weights, sources, suffix, mode
