@@ -101,7 +101,8 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
             "--model-json", json.dumps(TINY)]  # fmt: skip
     train_main([*args, "--out", str(out), "--max-steps", "2"])
     train_main([*args, "--out", str(out), "--max-steps", "4", "--compact", str(compact),
-                "--lr-scales-json", '{"synthesis.": 2}'])  # fmt: skip
+                "--lr-scales-json", '{"synthesis.": 2}',
+                "--rate-weights-json", "[1, 4]"])  # fmt: skip
     rows = [json.loads(line) for line in open(out / "log.jsonl")]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     val = [r for r in rows if "val_psnr" in r]
@@ -111,6 +112,7 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     assert counters["last_eval"] == counters["cpu_seconds"] > 0  # the next a full interval on
     groups = ck["optimizer"]["param_groups"]  # resumed into another grouping
     assert [g["scale"] for g in groups] == [2.0, 1.0] and ck["config"]["lr_scales"]
+    assert ck["config"]["rate_weights"] == [1.0, 4.0]
     small = torch.load(compact, weights_only=True)
     assert small["step"] == 4 and small["config"]["model"]["latent"] == 8
     assert all(v.dtype != torch.float32 for v in small["model"].values())
@@ -162,8 +164,36 @@ def test_a_resumed_optimizer_keeps_each_parameters_state_in_another_grouping(bef
             assert torch.equal(second.state[p]["exp_avg"], first.state[p]["exp_avg"]), name
 
 
-@pytest.mark.parametrize("bad", ["{context: 4}", "[4]", '{"context.": 0}', '{"context.": "4"}'])
-def test_bad_lr_scales_are_a_usage_error(bad, capsys):
+@pytest.mark.parametrize(
+    "flag,bad",
+    [("--lr-scales-json", b) for b in ("{context: 4}", "[4]", '{"context.": 0}', '{"c.": "4"}')]
+    + [("--rate-weights-json", b) for b in ("[1, 0]", '{"0": 1}', "[true]", "[1,")],
+)  # fmt: skip
+def test_bad_json_flags_are_a_usage_error(flag, bad, capsys):
     with pytest.raises(SystemExit) as e:
-        train_main(["--data", "x", "--lr-scales-json", bad])
-    assert e.value.code == 2 and "--lr-scales-json" in capsys.readouterr().err
+        train_main(["--data", "x", flag, bad])
+    assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_rate_weights_scale_each_rate_points_loss(tmp_path):
+    from copy import deepcopy
+
+    from hvqcodec.training.hyper import RDTrainConfig, Run, step
+
+    torch.manual_seed(0)
+    model = VQHyperprior(VQHyperpriorConfig(**TINY))
+    x, rate_index = torch.rand(2, 3, 64, 64), torch.tensor([0, 1])
+
+    def loss(weights):  # the loss less the commitment, each from the same model and noise
+        net = deepcopy(model)
+        torch.manual_seed(1)
+        total, out = step(net, torch.optim.Adam(net.parameters()), x, rate_index, False,
+                          weights=weights)  # fmt: skip
+        return total - out.commit_loss
+
+    plain = loss(None)
+    assert torch.allclose(loss(torch.tensor([3.0, 3.0])), 3 * plain)
+    low, high = (loss(torch.tensor(w)) for w in ([1.0, 0.0], [0.0, 1.0]))  # each sample's half
+    assert torch.allclose(low + high, plain) and 0 < low < high  # the higher lambda weighs more
+    with pytest.raises(SystemExit, match="gives 3 weights; the model has 2 rate points"):
+        Run(RDTrainConfig(out=str(tmp_path), model=TINY, rate_weights=[1.0, 2.0, 3.0]))

@@ -78,6 +78,10 @@ class RDTrainConfig:
     # Learning-rate multipliers by parameter-name prefix ({"context.": 4}: the context model's
     # parameters at 4 x lr); the first prefix a name starts with applies, others get 1.
     lr_scales: dict = field(default_factory=dict)
+    # Loss weight of each rate point (empty: all 1). A sample's loss at the top lambda is
+    # hundreds of times one's at the bottom, so the top rate points steer the shared transforms;
+    # weights rebalance them.
+    rate_weights: list = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -117,15 +121,20 @@ def step(
     rate_index: torch.Tensor,
     bf16: bool,
     forward: Callable[[torch.Tensor, torch.Tensor], RDOutput] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, RDOutput]:
     """One training step on a batch in [0, 1] at per-sample trained rate points: the loss
     lambda(r) * 255^2 * MSE + bpp (+ the VQ commitment), backward, clipping, Adam.
-    `forward`: a compiled `model` (torch.compile), if any."""
+    `forward`: a compiled `model` (torch.compile), if any; `weights`: each rate point's loss
+    weight (None: all 1)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         o = (model if forward is None else forward)(x, rate_index)
     mse = (o.reconstruction.float() - x).pow(2).flatten(1).mean(1)
     bpp = sum(o.bits.values()) / (x.shape[2] * x.shape[3])
-    loss = (model.lambdas[rate_index] * 255**2 * mse + bpp).mean() + o.commit_loss
+    per_sample = model.lambdas[rate_index] * 255**2 * mse + bpp
+    if weights is not None:
+        per_sample = per_sample * weights[rate_index]
+    loss = per_sample.mean() + o.commit_loss
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -206,6 +215,11 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.model = VQHyperprior(VQHyperpriorConfig.from_dict(cfg.model))
+        points = len(self.model.config.lambdas)
+        if cfg.rate_weights and len(cfg.rate_weights) != points:
+            raise SystemExit(f"--rate-weights-json gives {len(cfg.rate_weights)} weights; "
+                             f"the model has {points} rate points")  # fmt: skip
+        self.rate_weights = torch.tensor(cfg.rate_weights) if cfg.rate_weights else None
         self.counters = {"step": 0, "cpu_seconds": 0.0, "last_eval": 0.0, "steps_before": 0}
         self.resumed, self.warm_from, self.sampler_state = ck is not None, 0, None
         if init is not None:
@@ -303,7 +317,8 @@ class Run:
             x = x.contiguous(memory_format=torch.channels_last)
         points = len(self.model.config.lambdas)
         rate_index = torch.randint(points, (len(x),), generator=self.gen).to(self.device)
-        loss, o = step(self.model, self.opt, x, rate_index, cfg.bf16)
+        weights = None if self.rate_weights is None else self.rate_weights.to(self.device)
+        loss, o = step(self.model, self.opt, x, rate_index, cfg.bf16, weights=weights)
         self.counters["step"] += 1
         self.counters["cpu_seconds"] += time.time() - t
         if self.counters["step"] % cfg.log_every == 0:
@@ -344,28 +359,49 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
         print(f"wrote {compact}", flush=True)
 
 
-def lr_scales(text: str) -> dict[str, float]:
-    """--lr-scales-json: a JSON object from parameter-name prefixes to positive numbers."""
+def _positive_numbers(text: str, kind: type, example: str) -> dict | list:
+    """A JSON `kind` (object or array) whose values are positive numbers, else a usage error."""
     try:
-        scales = json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
-    if not isinstance(scales, dict) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scales.values()
+    numbers = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, kind) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in numbers
     ):
-        raise argparse.ArgumentTypeError('give an object of prefixes to positive numbers, '
-                                         'e.g. \'{"context.": 4}\'')  # fmt: skip
+        raise argparse.ArgumentTypeError(f"give {example}")
+    return value
+
+
+def lr_scales(text: str) -> dict[str, float]:
+    """--lr-scales-json: a JSON object from parameter-name prefixes to positive numbers."""
+    scales = _positive_numbers(
+        text, dict, "an object of prefixes to positive numbers, e.g. '{\"context.\": 4}'"
+    )
     return {str(k): float(v) for k, v in scales.items()}
+
+
+def rate_weights(text: str) -> list[float]:
+    """--rate-weights-json: a JSON array of positive numbers, one per rate point."""
+    weights = _positive_numbers(text, list, "an array of positive numbers, one per rate point")
+    return [float(v) for v in weights]
+
+
+TABLES = ("model", "lr_scales", "rate_weights")  # config fields given as JSON flags
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    add_flags(p, RDTrainConfig, tables=("model", "lr_scales"))
+    add_flags(p, RDTrainConfig, tables=TABLES)
     p.add_argument("--lr-scales-json", type=lr_scales, default={},
                    help="learning-rate multipliers by parameter-name prefix, as JSON: "
                    "'{\"context.\": 4}' trains the context model at 4 x --lr")  # fmt: skip
+    p.add_argument(
+        "--rate-weights-json", type=rate_weights, default=[],
+        help="each rate point's loss weight, as a JSON array (default: all 1)",
+    )  # fmt: skip
     p.add_argument(
         "--model-json",
         help="JSON overrides of the model config (new runs only; "
@@ -385,8 +421,8 @@ def main(argv: list[str] | None = None) -> None:
         export(args.init_from, args.export, args.name, int8=not args.float16)
         print(f"wrote {args.export}")
         return
-    cfg = RDTrainConfig(**given(args, RDTrainConfig, tables=("model", "lr_scales")))
-    cfg.lr_scales = args.lr_scales_json
+    cfg = RDTrainConfig(**given(args, RDTrainConfig, tables=TABLES))
+    cfg.lr_scales, cfg.rate_weights = args.lr_scales_json, args.rate_weights_json
     overrides = json.loads(args.model_json) if args.model_json else {}
     cfg.model = {**cfg.model, **overrides}
     if not cfg.data:
