@@ -99,7 +99,7 @@ def test_module_level_api_accepts_pil_array_and_path(dog, tmp_path):
 @pytest.mark.parametrize(
     "bad",
     [
-        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 5), np.uint8),  # five bands: no mode
         np.zeros((4, 4, 3), np.float32),
         np.zeros((0, 4, 3), np.uint8),
         12345,
