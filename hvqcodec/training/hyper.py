@@ -219,7 +219,9 @@ class Run:
         if cfg.rate_weights and len(cfg.rate_weights) != points:
             raise SystemExit(f"--rate-weights-json gives {len(cfg.rate_weights)} weights; "
                              f"the model has {points} rate points")  # fmt: skip
-        self.rate_weights = torch.tensor(cfg.rate_weights) if cfg.rate_weights else None
+        # On the device once, not every step.
+        weights = torch.tensor(cfg.rate_weights, device=self.device) if cfg.rate_weights else None
+        self.rate_weights = weights
         self.counters = {"step": 0, "cpu_seconds": 0.0, "last_eval": 0.0, "steps_before": 0}
         self.resumed, self.warm_from, self.sampler_state = ck is not None, 0, None
         if init is not None:
@@ -317,8 +319,7 @@ class Run:
             x = x.contiguous(memory_format=torch.channels_last)
         points = len(self.model.config.lambdas)
         rate_index = torch.randint(points, (len(x),), generator=self.gen).to(self.device)
-        weights = None if self.rate_weights is None else self.rate_weights.to(self.device)
-        loss, o = step(self.model, self.opt, x, rate_index, cfg.bf16, weights=weights)
+        loss, o = step(self.model, self.opt, x, rate_index, cfg.bf16, weights=self.rate_weights)
         self.counters["step"] += 1
         self.counters["cpu_seconds"] += time.time() - t
         if self.counters["step"] % cfg.log_every == 0:
