@@ -139,18 +139,22 @@ def check(codec: Codec, data: bytes, seconds: int = 5) -> None:
         signal.signal(signal.SIGALRM, previous)
 
 
-FAMILIES = ("vq-vae", "vq-hyperprior", "vq-hyperprior-context")
+FAMILIES = ("vq-vae", "vq-hyperprior", "vq-hyperprior-context", "vq-hyperprior-checkerboard")
 
 
 def fuzz_codec(family: str = "vq-vae") -> Codec:
     """A tiny model of either family: the VQ-VAE with three bottom stages (files of 3 to 5
     streams), or hvq-v3's VQ side information and scalar fine level (3), with or without a
-    context model for the fine level (its channel groups coded in turn); previews of 2."""
+    context model for the fine level (its channel groups coded in turn, each in one pass or as a
+    checkerboard's two); previews of 2."""
     if family.startswith("vq-hyperprior"):
         from hvqcodec.models import build_model
         from tests.conftest import tiny_hyper
 
-        config = {"context_groups": (2, 2, 4, 8)} if family.endswith("context") else {}
+        config = {}
+        if family != "vq-hyperprior":
+            config = {"context_groups": (2, 2, 4, 8),
+                      "context_checkerboard": family.endswith("checkerboard")}  # fmt: skip
         return Codec(build_model(tiny_hyper(**config)), max_pixels=MAX_PIXELS)
     from tests.conftest import tiny_model
 

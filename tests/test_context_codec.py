@@ -1,5 +1,6 @@
 """Files of a model with a context model for its fine level: groups coded in turn, each under
-tables that its integer twin computes from the exact decoded latent of those before it."""
+tables that its integer twin computes from the exact decoded latent of those before it (with a
+checkerboard: each group's anchors, then its other positions)."""
 
 import numpy as np
 import pytest
@@ -16,18 +17,19 @@ from tests.test_refinement import QUALITY, file_loss
 GROUPS = (2, 2, 4, 8)
 
 
-def context_model(trained: bool = True) -> Codec:
+def context_model(trained: bool = True, checkerboard: bool = False) -> Codec:
     """A tiny model with a context; `trained`: its corrections no longer zero."""
+    config = {"context_groups": GROUPS, "context_checkerboard": checkerboard}
     if trained:
-        return Codec(build_model(tiny_hyper(context_groups=GROUPS)))
+        return Codec(build_model(tiny_hyper(**config)))
     torch.manual_seed(0)
-    net = VQHyperprior(VQHyperpriorConfig(**{**TINY_HYPER, "context_groups": GROUPS}))
+    net = VQHyperprior(VQHyperpriorConfig(**{**TINY_HYPER, **config}))
     return Codec(build_model(pack_weights("tiny-v3", net)))
 
 
-@pytest.fixture(scope="module")
-def codec() -> Codec:
-    return context_model()
+@pytest.fixture(scope="module", params=[False, True], ids=["channels", "checkerboard"])
+def codec(request) -> Codec:
+    return context_model(checkerboard=request.param)
 
 
 def test_every_quality_decodes_its_codes_and_the_encoders_pixels(codec, dog):
@@ -48,7 +50,7 @@ def test_every_quality_decodes_its_codes_and_the_encoders_pixels(codec, dog):
 
 def test_the_context_decides_the_tables(codec, dog):
     """The same weights with the corrections at zero code the same symbols under other tables."""
-    plain = context_model(trained=False)
+    plain = context_model(trained=False, checkerboard=codec.model.context.checkerboard)
     a, b = codec.encode_detailed(dog, 60), plain.encode_detailed(dog, 60)
     np.testing.assert_array_equal(a.codes["top"], b.codes["top"])
     assert a.stats["fine"].ideal_bits != b.stats["fine"].ideal_bits

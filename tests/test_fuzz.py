@@ -1,5 +1,6 @@
-"""10,000 mutated files, a third each of the VQ-VAE family, the hvq-v3 family and the latter
-with a context model: each decodes, whole and as a preview, or raises HvqError; none hangs."""
+"""10,000 mutated files, a quarter each of the VQ-VAE family, the hvq-v3 family and the latter
+with a context model, channel groups alone or with a checkerboard inside them: each decodes,
+whole and as a preview, or raises HvqError; none hangs."""
 
 import pytest
 

@@ -1,6 +1,8 @@
 """Growing a trained hvq-v3 family model: more latent channels, blocks, rate points and a
 context model, with what it computes unchanged."""
 
+import copy
+
 import pytest
 import torch
 
@@ -65,6 +67,77 @@ def test_the_grown_parts_learn(images):
     }
     for what, grad in grads.items():
         assert grad is not None and grad.abs().sum() > 0, what
+
+
+def test_a_checkerboard_grows_into_a_trained_context_with_its_function_unchanged(images):
+    old = grow(trained_like(), VQHyperpriorConfig(**{**TINY_HYPER, **BIGGER})).eval()
+    with torch.no_grad():
+        for p in old.context.parameters():  # a trained context: nonzero corrections
+            p.add_(0.01 * torch.randn_like(p))
+    config = VQHyperpriorConfig(**{**old.config.to_dict(), "context_checkerboard": True})
+    new = grow(old, config).eval()
+    assert len(new.context.nets) == len(old.context.nets) + 1
+    learner = copy.deepcopy(new).train()  # (training moves the codebooks)
+    out = learner(images, torch.tensor([1.0, 4.0]))
+    (out.reconstruction.pow(2).mean() + out.bits["fine"].mean()).backward()
+    # Inert but not dead: group 0's new network and the anchors' weights learn.
+    assert learner.context.nets[0][-1].weight.grad.abs().sum() > 0
+    assert learner.context.nets[1][0].weight.grad[:, 4:8].abs().sum() > 0  # group 1's anchors
+    with torch.no_grad():
+        for r in range(len(old.lambdas)):
+            index = torch.full((len(images),), float(r))
+            a, b = old(images, index), new(images, index)
+            torch.testing.assert_close(b.bits["fine"], a.bits["fine"], atol=1e-3, rtol=1e-5)
+            torch.testing.assert_close(b.reconstruction, a.reconstruction, atol=1e-5, rtol=0)
+    # Once trained, the anchors' input changes the other positions' bits.
+    with torch.no_grad():
+        for net in new.context.nets:
+            net[0].weight.add_(0.05 * torch.randn_like(net[0].weight))
+            net[-1].weight.add_(0.05 * torch.randn_like(net[-1].weight))
+        index = torch.ones(len(images))
+        assert not torch.allclose(new(images, index).bits["fine"], old(images, index).bits["fine"])
+    with pytest.raises(ValueError):  # and never goes away again
+        grow(new, old.config)
+
+
+def test_a_checkerboard_group_codes_its_anchors_without_its_own_symbols():
+    """The anchors' mean and scale do not depend on the group's own latent, and the other
+    positions' only on the group's anchors: what a decoder has when it needs them."""
+    torch.manual_seed(2)
+    config = {**TINY_HYPER, **BIGGER, "context_checkerboard": True}
+    net = VQHyperprior(VQHyperpriorConfig(**config)).eval()
+    with torch.no_grad():
+        for p in net.context.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    y, mean, log_scale = (torch.randn(1, 24, 6, 6) for _ in range(3))
+    rate = torch.tensor([2.0])
+    seen = []
+    refine = net.context.refine
+
+    def spy(k, before, m, s, anchors=None):
+        out = refine(k, before, m, s, anchors)
+        seen.append((k, anchors is None, out[0]))
+        return out
+
+    net.context.refine = spy
+    net.fine_level(y, mean, log_scale, rate)
+    first = list(seen)
+    seen.clear()
+    changed = y.clone()
+    changed[:, :4, 0, 1] += 5  # group 0's latent at a position that is not an anchor
+    net.fine_level(changed, mean, log_scale, rate)
+    for (k, _, m), (_, _, m2) in zip(first, seen, strict=True):
+        if k == 0:  # nothing of group 0 depends on its own other positions
+            torch.testing.assert_close(m2, m)
+        else:  # the later groups see them decoded
+            assert not torch.equal(m2, m), k
+    changed = y.clone()
+    changed[:, :4, 0, 0] += 5  # an anchor of group 0: its neighbours' pass sees it
+    seen.clear()
+    net.fine_level(changed, mean, log_scale, rate)
+    anchors_pass, other_pass = seen[0][2], seen[1][2]
+    torch.testing.assert_close(anchors_pass, first[0][2])
+    assert not torch.equal(other_pass[..., 0, 1], first[1][2][..., 0, 1])
 
 
 @pytest.mark.parametrize(

@@ -9,20 +9,25 @@ import torch
 
 from hvqcodec.families.hyper import integer_context
 from hvqcodec.families.hyper.context import ChannelContext
+from hvqcodec.families.hyper.context import anchors as context_anchors
 from hvqcodec.families.hyper.integer import ONE, scale_indices
 from hvqcodec.families.hyper.integer_context import ExactGains, IntegerChannelContext, exact_exp
 
 GROUPS = (2, 2, 4)
 
 
-@pytest.fixture(scope="module")
-def context() -> ChannelContext:
+def trained(checkerboard: bool = False) -> ChannelContext:
     torch.manual_seed(0)
-    ctx = ChannelContext(GROUPS, 8)
+    ctx = ChannelContext(GROUPS, 8, checkerboard=checkerboard)
     for net in ctx.nets:  # a trained context: its last layers no longer zero
         torch.nn.init.normal_(net[4].weight, std=0.1)
         torch.nn.init.normal_(net[4].bias, std=0.1)
     return ctx.eval()
+
+
+@pytest.fixture(scope="module")
+def context() -> ChannelContext:
+    return trained()
 
 
 def maps(seed: int, channels: int, h: int = 11, w: int = 13, scale: float = 2.0):
@@ -71,6 +76,31 @@ def test_the_integer_context_computes_the_float_one(context):
     assert first[0] is ints[1] and first[1] is ints[2]  # group 0 has no context
 
 
+def test_the_integer_checkerboard_computes_the_float_one_in_both_passes():
+    ctx = trained(checkerboard=True)
+    twin = IntegerChannelContext(ctx)
+    for k in range(len(GROUPS)):
+        before, size = sum(GROUPS[:k]), GROUPS[k]
+        decoded, mean, log_scale = maps(3, before), maps(4, size), maps(5, size, scale=0.5)
+        anchors = maps(6, size) * context_anchors(*mean.shape[1:])[0]
+        ints = [torch.round(t * ONE).to(torch.int32) for t in (decoded, mean, log_scale, anchors)]
+        decoded = decoded[None] if k else None
+        if k == 0:
+            ints[0] = None
+        passes = []
+        for seen, seen_int in ((None, None), (anchors[None], ints[3])):
+            with torch.no_grad():
+                want = ctx.refine(k, decoded, mean[None], log_scale[None], seen)
+            got = twin.refine(k, *ints[:3], seen_int)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a.double() / ONE, b[0].double(), rtol=0, atol=2e-3)
+            passes.append(got[0])
+        # The anchors' pass does not see them; the other positions' does.
+        assert not torch.equal(passes[0], passes[1]), k
+    first = twin.refine(0, None, ints[1], ints[2])
+    assert first[0] is ints[1] and first[1] is ints[2]  # group 0's anchors have no context
+
+
 def test_tiles_give_the_whole_maps_integers_and_need_their_halo(context, monkeypatch):
     twin = IntegerChannelContext(context)
     k, before, size = 2, sum(GROUPS[:2]), GROUPS[2]
@@ -113,12 +143,14 @@ def test_a_port_of_the_formats_exact_latent_gives_its_integers():
     assert clamped >= 2
 
 
-def test_a_port_of_the_formats_group_network_gives_its_tables():
+@pytest.mark.parametrize("checkerboard", [False, True])
+def test_a_port_of_the_formats_group_network_gives_its_tables(checkerboard):
     """docs/FORMAT.md's group network (weights quantized from float16 by frexp, 3x3 and 1x1
     integer layers, requantization, clamps) and scale index, in numpy int64, written from the
-    document: the same integers as the package's."""
+    document: the same integers as the package's; with a checkerboard, in the pass of the
+    positions that are not anchors."""
     torch.manual_seed(1)
-    ctx = ChannelContext(GROUPS, 8)
+    ctx = ChannelContext(GROUPS, 8, checkerboard=checkerboard)
     with torch.no_grad():
         for p in ctx.parameters():  # a trained context, as a weights file holds it: float16
             p.copy_((torch.randn_like(p) * 0.3).half().float())
@@ -146,23 +178,28 @@ def test_a_port_of_the_formats_group_network_gives_its_tables():
 
     g = np.random.default_rng(7)
     shape = (6, 9)
-    for k in range(1, len(GROUPS)):
+    rows, cols = np.indices(shape)
+    for k in range(0 if checkerboard else 1, len(GROUPS)):
         before, size = sum(GROUPS[:k]), GROUPS[k]
         decoded = g.integers(-(2**17), 2**17, (*shape, before))
         mean = g.integers(-(2**16), 2**16, (*shape, size))
         log_scale = g.integers(-3 * 2**14, 2**15, (*shape, size))
-        net = ctx.nets[k - 1]
-        x = np.concatenate([decoded, mean, log_scale], -1)
+        anchors = g.integers(-(2**17), 2**17, (*shape, size)) * ((rows + cols) % 2 == 0)[..., None]
+        net = ctx.nets[k if checkerboard else k - 1]
+        x = np.concatenate([decoded, *([anchors] if checkerboard else []), mean, log_scale], -1)
         e = np.maximum(conv3(np.maximum(conv3(x, net[0]), 0), net[2]), 0)
         w, b, s = quantized(net[4])
         o = requantize(e @ w.T + b, s)
-        refined = np.clip(x[..., before:] + o, -act_max, act_max)
+        refined = np.clip(x[..., -2 * size :] + o, -act_max, act_max)
         log_gain = g.integers(-(2**14), 2**15, size)
         index = np.clip((refined[..., size:] + log_gain - s0) // ds, 0, t - 1)
 
         ints = [torch.from_numpy(a).permute(2, 0, 1).to(torch.int32).contiguous()
-                for a in (decoded, mean, log_scale)]  # fmt: skip
-        got_mean, got_log_scale = IntegerChannelContext(ctx).refine(k, *ints)
+                for a in (decoded, mean, log_scale, anchors)]  # fmt: skip
+        if k == 0:
+            ints[0] = None
+        seen = ints[3] if checkerboard else None
+        got_mean, got_log_scale = IntegerChannelContext(ctx).refine(k, *ints[:3], seen)
         assert np.array_equal(got_mean.permute(1, 2, 0).numpy(), refined[..., :size])
         assert np.array_equal(got_log_scale.permute(1, 2, 0).numpy(), refined[..., size:])
         got_index = scale_indices(got_log_scale, torch.from_numpy(log_gain))

@@ -13,7 +13,10 @@ After Chen, Goodfellow, Shlens, "Net2Net: Accelerating Learning via Knowledge Tr
   (`transforms.identity_blocks`);
 - more rate points (`lambdas`, the old ones first): each new gain vector extrapolates the last
   two, geometrically, as they were trained;
-- a context model (`context_groups`): its corrections start at zero (`context`).
+- a context model (`context_groups`): its corrections start at zero (`context`);
+- a checkerboard inside a context model's groups (`context_checkerboard`, the groups and
+  widths kept): each network reads the group's anchors with zero weights, and group 0's new
+  network starts at zero.
 
 Everything else (widths, codebooks, priors) must be the same.
 """
@@ -26,7 +29,7 @@ from hvqcodec.entropy_models import SCALE_MIN
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 
 GROWABLE = ("latent", "analysis_blocks", "synthesis_blocks", "lambdas", "context_groups",
-            "context_channels")  # fmt: skip
+            "context_channels", "context_checkerboard")  # fmt: skip
 
 
 def _check(old: VQHyperpriorConfig, new: VQHyperpriorConfig) -> None:
@@ -36,8 +39,16 @@ def _check(old: VQHyperpriorConfig, new: VQHyperpriorConfig) -> None:
         raise ValueError(f"growth keeps {', '.join(changed)} as they are")
     if new.latent < old.latent or new.analysis_blocks < old.analysis_blocks:
         raise ValueError("growth adds latent channels and blocks, never removes them")
-    if new.synthesis_blocks < old.synthesis_blocks or old.context_groups:
-        raise ValueError("growth adds blocks and a context model, never removes or reshapes them")
+    if new.synthesis_blocks < old.synthesis_blocks:
+        raise ValueError("growth adds blocks, never removes them")
+    if old.context_groups and (
+        (new.context_groups, new.context_channels) != (old.context_groups, old.context_channels)
+        or new.latent != old.latent
+        or old.context_checkerboard > new.context_checkerboard
+    ):
+        raise ValueError(
+            "growth adds a context model or a checkerboard to one, never removes or reshapes them"
+        )
     if tuple(new.lambdas[: len(old.lambdas)]) != tuple(old.lambdas):
         raise ValueError("the grown model's lambdas must start with the old model's")
 
@@ -46,6 +57,10 @@ def _key(key: str, old: VQHyperpriorConfig, new: VQHyperpriorConfig) -> str:
     """Where a parameter of the old model sits in the grown one: the blocks are inserted before
     the analysis' last layer and after the synthesis' first layer and activation."""
     part, rest = key.split(".", 1)
+    if part == "context":  # context.nets.<i>...: a checkerboard puts group 0's network first
+        _, index, rest = rest.split(".", 2)
+        shift = int(new.context_checkerboard and not old.context_checkerboard)
+        return f"context.nets.{int(index) + shift}.{rest}"
     if part not in ("analysis", "synthesis"):
         return key
     index, rest = rest.split(".", 1)
@@ -78,6 +93,12 @@ def grow(old: VQHyperprior, config: VQHyperpriorConfig) -> VQHyperprior:
             if key.endswith("bias"):  # new symbols at the smallest scale: near 0 bits each
                 target[m1 + m0 :] = math.log(SCALE_MIN) - 4  # with any gain
             target[:m0], target[m1 : m1 + m0] = value[:m0], value[m0:]
+            continue
+        if key.startswith("context.") and key.endswith(".0.weight") and target.shape != value.shape:
+            size = target.shape[1] - value.shape[1]  # the group's own anchors, zero weights
+            before = value.shape[1] - 2 * size  # channels of the groups before it
+            target.zero_()
+            target[:, :before], target[:, before + size :] = value[:, :before], value[:, before:]
             continue
         if _key(key, old.config, config).startswith(first_analysis):
             target.zero_()  # new channels are 0

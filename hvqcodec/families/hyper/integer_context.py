@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import torch
 
-from hvqcodec.families.hyper.context import ChannelContext
+from hvqcodec.families.hyper.context import ChannelContext, network_inputs
 from hvqcodec.families.hyper.integer import ONE
 from hvqcodec.integer_layers import IntegerConv3x3, IntegerLinear, check_layers, clamp_act
 from hvqcodec.layers.tiling import tile_grid
@@ -77,47 +77,53 @@ class ExactGains:
 
 class IntegerChannelContext:
     """Integer twin of a `ChannelContext`: group k's integer mean and log-scale refined from the
-    exact decoded latent of groups 0..k-1."""
+    exact decoded latent of groups 0..k-1 (and, with a checkerboard, of its own anchors)."""
 
     def __init__(self, context: ChannelContext) -> None:
         self.groups = context.groups
         self.slices = context.slices()
-        self.nets = [
-            (
-                IntegerConv3x3(net[0]),
-                IntegerConv3x3(net[2]),
-                IntegerLinear(net[4].weight, net[4].bias),
-            )
-            for net in context.nets
-        ]
+        self.checkerboard = context.checkerboard
+        self.nets = {}
+        for k in range(len(self.groups)):
+            if (net := context.net(k)) is not None:
+                linear = IntegerLinear(net[4].weight, net[4].bias)
+                self.nets[k] = (IntegerConv3x3(net[0]), IntegerConv3x3(net[2]), linear)
         check_layers("context model", self.layers())
 
     def layers(self) -> list[IntegerLinear]:
         return [layer.linear if isinstance(layer, IntegerConv3x3) else layer
-                for net in self.nets for layer in net]  # fmt: skip
+                for net in self.nets.values() for layer in net]  # fmt: skip
 
     def _refine(self, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Group k's network on a channels-last window (h, w, C) of [decoded, mean, log-scale],
-        integer-valued float64: the corrected mean and log-scale (h, w, 2 * size)."""
-        conv1, conv2, out = self.nets[k - 1]
+        """Group k's network on a channels-last window (h, w, C) of its inputs, integer-valued
+        float64: the corrected mean and log-scale (h, w, 2 * size)."""
+        conv1, conv2, out = self.nets[k]
         h = conv2(conv1(x).clamp_(min=0)).clamp_(min=0)
         delta = out(h.reshape(-1, h.shape[-1])).reshape(*h.shape[:2], -1)
         size = self.groups[k]
         return clamp_act(x[..., -2 * size :] + delta)  # mean, log-scale: the input's last
 
     def refine(
-        self, k: int, decoded: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+        self,
+        k: int,
+        decoded: torch.Tensor | None,
+        mean: torch.Tensor,
+        log_scale: torch.Tensor,
+        anchors: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Group k's integer mean and log-scale (size, H, W) int32, given the exact decoded
-        latent of groups 0..k-1 (channels before k, H, W) and the group's own integer mean and
-        log-scale from the hyper synthesis, all at scale ONE; group 0 has no context."""
-        if k == 0:
+        latent of groups 0..k-1 (channels before k, H, W; None for group 0) and the group's own
+        integer mean and log-scale from the hyper synthesis, all at scale ONE. With a
+        checkerboard, `anchors` is the group's exact decoded latent at its anchors and 0
+        elsewhere: the other positions' pass; None: the anchors' pass (`ChannelContext.refine`)."""
+        inputs = network_inputs(k, decoded, mean, log_scale, anchors, self.checkerboard)
+        if inputs is None:
             return mean, log_scale
         size = self.groups[k]
         refined = torch.empty(2 * size, *mean.shape[1:], dtype=torch.int32)
         for t in tile_grid(*mean.shape[1:], TILE, REACH):
             window = (slice(None), slice(t.top, t.bottom), slice(t.left, t.right))
-            x = torch.cat([decoded[window], mean[window], log_scale[window]]).permute(1, 2, 0)
+            x = torch.cat([i[window] for i in inputs]).permute(1, 2, 0)
             part = t.crop(self._refine(k, x.double()).permute(2, 0, 1))
             refined[:, t.y0 : t.y1, t.x0 : t.x1] = part.to(torch.int32)
         return refined[:size], refined[size:]

@@ -21,6 +21,7 @@ part of the rate.
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,7 @@ class VQHyperpriorConfig:
     synthesis_blocks: int = 0
     context_groups: tuple[int, ...] = ()
     context_channels: int = 128
+    context_checkerboard: bool = False  # each group in two spatial passes (`context`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,6 +86,11 @@ class VQHyperpriorConfig:
         """SYNTHESIS_REACH, plus a position for each residual block: its two 3x3 convolutions
         at stride 8 reach two pixels there."""
         return SYNTHESIS_REACH + self.synthesis_blocks
+
+
+def _decoded(y: torch.Tensor, mean: torch.Tensor, gain: torch.Tensor, inverse: torch.Tensor):
+    """The latent y as decoded at a mean and gain: rounded with a straight-through gradient."""
+    return (entropy_models.round_through(y * gain - mean * gain) + mean * gain) * inverse
 
 
 @dataclass
@@ -124,7 +131,9 @@ class VQHyperprior(nn.Module):
         if cfg.context_groups:
             if sum(cfg.context_groups) != cfg.latent:
                 raise ValueError(f"context groups {cfg.context_groups} do not sum to {cfg.latent}")
-            self.context = ChannelContext(cfg.context_groups, cfg.context_channels)
+            self.context = ChannelContext(
+                cfg.context_groups, cfg.context_channels, checkerboard=cfg.context_checkerboard
+            )
 
     def side_information(self, y: torch.Tensor) -> tuple[dict, dict, torch.Tensor]:
         """Fine latent -> (VQ quantizer outputs, quantized vectors, commitment loss). The
@@ -172,20 +181,23 @@ class VQHyperprior(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fine latent as decoded (rounded with a straight-through gradient) and its bits
         per sample, from the hyper synthesis' mean and log-scale; with a context model, group
-        by group, each group's mean and log-scale refined from the groups decoded before it."""
+        by group, each group's mean and log-scale refined from the groups decoded before it
+        (and, with a checkerboard, from its own decoded anchors)."""
         gain, log_gain = self.gains.gain(rate_index), self.gains.log_gain(rate_index)
         inverse = self.gains.inverse(rate_index)
-        parts = [slice(None)] if self.context is None else self.context.slices()
+        context = self.context
+        parts = [slice(None)] if context is None else context.slices()
         decoded, bits = [], 0
         for k, part in enumerate(parts):
-            m, s = mean[:, part], log_scale[:, part]
-            if self.context is not None:
-                m, s = self.context.refine(k, torch.cat(decoded, 1) if k else None, m, s)
-            g = gain[:, part]
-            centred = y[:, part] * g - m * g
+            yk, m, s = y[:, part], mean[:, part], log_scale[:, part]
+            g, inv = gain[:, part], inverse[:, part]
+            if context is not None:
+                before = torch.cat(decoded, 1) if k else None
+                m, s = context.group(k, before, m, s, partial(_decoded, yk, gain=g, inverse=inv))
+            centred = yk * g - m * g
             rate_in = entropy_models.noisy(centred) if self.training else torch.round(centred)
             bits = bits + entropy_models.bits(rate_in, s + log_gain[:, part]).flatten(1).sum(1)
-            decoded.append((entropy_models.round_through(centred) + m * g) * inverse[:, part])
+            decoded.append(_decoded(yk, m, g, inv))
         return torch.cat(decoded, 1), bits
 
     def ceiling(self, x: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from hvqcodec import entropy_models
 from hvqcodec.container import HvqFile
 from hvqcodec.errors import HvqError
 from hvqcodec.families.hyper import refinement, tiles
+from hvqcodec.families.hyper.context import anchors as context_anchors
 from hvqcodec.families.hyper.integer import (
     ONE,
     IntegerHyperSynthesis,
@@ -107,6 +108,10 @@ def symbols_to_latent(
     return (torch.from_numpy(symbols).double() + mean_g) * inverse
 
 
+# (channels, table indices, integer mean, positions or None) -> the symbols of those channels
+Step = Callable[[slice, np.ndarray, torch.Tensor, np.ndarray | None], np.ndarray]
+
+
 class FineLevel:
     """The fine symbols' model at one quality: the integer mean and log-scale of every symbol
     (int32, whole) with the quality's gains. Everything derived from them is elementwise, so
@@ -152,22 +157,35 @@ class FineLevel:
             out[c] = torch.round(y[c].double() * gain[c] - mean[c].double() / ONE * gain[c])
         return out
 
-    def code(self, step: Callable[[slice, np.ndarray, torch.Tensor], np.ndarray]):
+    def code(self, step: Step) -> Callable[[Tile], torch.Tensor]:
         """The fine symbols coded or decoded, group by group where the model has a context
-        (each group's tables from the exact decoded latent of those before it, `integer_context`),
-        else in one group: `step(part, indices, mean)` gives the symbols (int32) of channels
-        `part`, whose tables are `indices` and integer mean `mean`, as the coder sees them.
-        Returns the synthesis' latent, as `latent` does."""
+        (each group's tables from the exact decoded latent of those before it, `integer_context`;
+        with a checkerboard, its anchors first, then the other positions under tables that also
+        take the anchors' exact decoded latent), else in one group: `step(part, indices, mean,
+        where)` gives the symbols (int32) of channels `part`, whose tables are `indices` and
+        integer mean `mean`, as the coder sees them, at the positions `where` (a boolean
+        (H, W) mask; None: all). Returns the synthesis' latent, as `latent` does."""
         if self.context is None:
-            return self.latent(step(slice(None), self.indices(), self.mean))
+            return self.latent(step(slice(None), self.indices(), self.mean, None))
         exact = torch.empty(self.mean.shape, dtype=torch.int32)
+        anchors = context_anchors(*self.mean.shape[1:])[0, 0].bool()
         for k, part in enumerate(self.context.slices):
             before = exact[: part.start] if k else None
-            mean, log_scale = self.context.refine(k, before, self.mean[part], self.log_scale[part])
-            indices = scale_indices(log_scale, self.log_gain[part]).numpy().astype(np.uint8)
-            symbols = torch.from_numpy(step(part, indices, mean))
+            mu, ls = self.mean[part], self.log_scale[part]
+            mean, log_scale = self.context.refine(k, before, mu, ls)
+            where = anchors.numpy() if self.context.checkerboard else None
+            symbols = self._step(step, part, mean, log_scale, where)
+            if where is not None:  # the other positions, given the anchors decoded
+                seen = self.exact.latent(symbols, mean, part, exact[part]) * anchors
+                other, log_scale = self.context.refine(k, before, mu, ls, seen)
+                symbols = self._step(step, part, other, log_scale, ~where)
+                mean = torch.where(anchors, mean, other)
             self.exact.latent(symbols, mean, part, exact[part])
         return lambda t: (exact[:, t.top : t.bottom, t.left : t.right].double() / ONE).float()
+
+    def _step(self, step: Step, part: slice, mean, log_scale, where) -> torch.Tensor:
+        indices = scale_indices(log_scale, self.log_gain[part]).numpy().astype(np.uint8)
+        return torch.from_numpy(step(part, indices, mean, where))
 
     def latent(self, symbols: np.ndarray | None) -> Callable[[Tile], torch.Tensor]:
         """A tile's window of the synthesis' latent (`tiles.synthesis`): from the symbols, or
@@ -247,13 +265,16 @@ class Encoder:
         """A quality's streams from the latent y, and the synthesis' latent of what they code
         (`FineLevel.code`)."""
         coder = TableEncoder(self.model.tables, self.model.radii)
-        codes = np.empty(self.mean.shape, dtype=np.int32)
+        codes = np.zeros(self.mean.shape, dtype=np.int32)
 
-        def step(part: slice, indices: np.ndarray, mean: torch.Tensor) -> np.ndarray:
+        def step(part: slice, indices: np.ndarray, mean: torch.Tensor, where) -> np.ndarray:
             symbols = level.symbols(y[part], mean, part)
             if self.iterations and self.model.context is None:  # one group: every channel
                 symbols = self._refined(symbols, level, hundredths, indices)
-            codes[part] = coder.encode(symbols, indices)
+            if where is None:
+                codes[part] = coder.encode(symbols, indices)
+            else:
+                codes[part][:, where] = coder.encode(symbols[:, where], indices[:, where])
             return codes[part]
 
         t = time.perf_counter()
@@ -312,7 +333,7 @@ class Encoder:
     def reconstruct(self, trial: Trial) -> np.ndarray:
         level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
         codes = trial.coded["fine"].codes
-        return self._pixels(level.code(lambda part, indices, mean: codes[part]))
+        return self._pixels(level.code(lambda part, indices, mean, where: codes[part]))
 
 
 @torch.no_grad()
@@ -331,10 +352,13 @@ def decode_streams(
     latent = level.latent(None)
     if len(streams) > len(VQ_LEVELS):
         coders["fine"] = coder = TableDecoder(streams[2], model.tables, model.radii)
-        codes["fine"] = symbols = np.empty(mean.shape, dtype=np.int32)
+        codes["fine"] = symbols = np.zeros(mean.shape, dtype=np.int32)
 
-        def step(part: slice, indices: np.ndarray, _mean) -> np.ndarray:
-            symbols[part] = coder.decode(indices)
+        def step(part: slice, indices: np.ndarray, _mean, where) -> np.ndarray:
+            if where is None:
+                symbols[part] = coder.decode(indices)
+            else:
+                symbols[part][:, where] = coder.decode(indices[:, where])
             return symbols[part]
 
         latent = level.code(step)
@@ -370,16 +394,18 @@ def float_bits(
 def _context_bits(net, level: FineLevel, symbols: torch.Tensor, mean, log_scale) -> float:
     """The fine symbols' cost under the float context model: each group's coded values (the
     exact decoded latent) centred on the float model's mean for that group, which it refines
-    from the same decoded latent of the groups before."""
-    latent = level.code(lambda part, indices, m: symbols[part].numpy())
+    from the same decoded latent of the groups before (and of its anchors)."""
+    latent = level.code(lambda part, indices, m, where: symbols[part].numpy())
     h, w = symbols.shape[1:]
     decoded = latent(Tile(0, h, 0, w, 0, h, 0, w)).double()
     bits, before = 0.0, []
     for k, part in enumerate(net.context.slices()):
-        m, s = net.context.refine(k, torch.cat(before, 1).float() if k else None,
-                                  mean[:, part], log_scale[:, part])  # fmt: skip
+        group = decoded[None, part]
+        m, s = net.context.group(k, torch.cat(before, 1).float() if k else None,
+                                 mean[:, part], log_scale[:, part],
+                                 lambda _, group=group: group.float())  # fmt: skip
         centred = decoded[part] / level.inverse[part] - m[0].double() * level.gain[part]
         s = s[0].double() + (level.log_gain[part] / ONE)[:, None, None]
         bits += float(entropy_models.bits(centred, s).sum())
-        before.append(decoded[None, part])
+        before.append(group)
     return bits
