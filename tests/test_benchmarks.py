@@ -205,3 +205,16 @@ def test_the_context_gain_is_zero_for_an_untrained_context_and_measured_for_a_tr
     trained = context_gain.saving(tmp_path / "trained.pt", [x])["rate_points"]
     assert len(trained) == len(net.config.lambdas)
     assert all(r["saving_of_fine"] != 0 and r["fine_bpp_with"] > 0 for r in trained)
+    assert "checkerboard_saving" not in trained[0]
+    # A checkerboard: what its second pass saves, zero while its networks are untrained.
+    board = VQHyperprior(VQHyperpriorConfig(**{**config, "context_checkerboard": True}))
+    path, compact["config"] = tmp_path / "board.pt", {"model": board.config.to_dict()}
+    torch.save({**compact, "model": board.state_dict()}, path)
+    rows = context_gain.saving(path, [x])["rate_points"]
+    assert all(r["checkerboard_saving"] == 0 for r in rows)
+    with torch.no_grad():
+        for group in board.context.nets:
+            group[-1].weight.normal_(std=0.5)
+    torch.save({**compact, "model": board.state_dict()}, path)
+    rows = context_gain.saving(path, [x])["rate_points"]
+    assert all(r["checkerboard_saving"] != 0 for r in rows)
