@@ -9,7 +9,9 @@ helps most). Decoding takes one parallel pass per group, never one per symbol.
 
 Each group's network sees the decoded latent of every earlier group and the hyper synthesis'
 mean and log-scale of its own, and adds a correction to them. Its last layer starts at zero, so
-a model given a context starts out computing exactly what it computed without one.
+a model given a context starts out computing exactly what it computed without one. The networks
+are built of 3x3 and 1x1 convolutions and ReLU, the layers that integer-exact twins run
+(`hvqcodec.integer_layers`), because the scale they give picks the coder's tables.
 
 With `checkerboard`, each group is coded in two passes, after He et al., "Checkerboard Context
 Model for Efficient Learned Image Compression", CVPR 2021, as inside ELIC's groups: first its
@@ -17,9 +19,7 @@ anchors (positions whose row plus column is even), then the rest, whose network 
 group's decoded anchors, four of them beside each position. The anchors' pass feeds zeros in
 their place (group 0's anchors have no context at all); so the same network serves both
 passes, and growing a channel-only context into a checkerboard one, with zero weights on the
-anchors' input, leaves it computing what it did. The networks
-are built of 3x3 and 1x1 convolutions and ReLU, the layers that integer-exact twins run
-(`hvqcodec.integer_layers`), because the scale they give picks the coder's tables.
+anchors' input, leaves it computing what it did.
 """
 
 from collections.abc import Callable
