@@ -169,11 +169,11 @@ class FineLevel:
             return self.latent(step(slice(None), self.indices(), self.mean, None))
         exact = torch.empty(self.mean.shape, dtype=torch.int32)
         anchors = context_anchors(*self.mean.shape[1:])[0, 0].bool()
+        where = anchors.numpy() if self.context.checkerboard else None
         for k, part in enumerate(self.context.slices):
             before = exact[: part.start] if k else None
             mu, ls = self.mean[part], self.log_scale[part]
             mean, log_scale = self.context.refine(k, before, mu, ls)
-            where = anchors.numpy() if self.context.checkerboard else None
             symbols = self._step(step, part, mean, log_scale, where)
             if where is not None:  # the other positions, given the anchors decoded
                 seen = self.exact.latent(symbols, mean, part, exact[part]) * anchors
