@@ -67,13 +67,16 @@ def test_encode_and_decode_in_processes_with_different_thread_counts(tmp_path, w
 
 
 @pytest.mark.slow
-def test_a_context_models_file_decodes_alike_under_1_2_and_4_threads(tmp_path):
-    """Its tables come from the exact decoded latent of earlier groups: any thread count's
-    ulp there would derail the later groups, or change their pixels."""
+@pytest.mark.parametrize("checkerboard", [False, True], ids=["channels", "checkerboard"])
+def test_a_context_models_file_decodes_alike_under_1_2_and_4_threads(tmp_path, checkerboard):
+    """Its tables come from the exact decoded latent of earlier groups (and, with a
+    checkerboard, of the group's own anchors): any thread count's ulp there would derail the
+    later passes, or change their pixels."""
     from tests.conftest import tiny_hyper
 
     weights = tmp_path / "context.pt"
-    torch.save(tiny_hyper(context_groups=(2, 2, 4, 8)), weights)
+    config = dict(context_groups=(2, 2, 4, 8), context_checkerboard=checkerboard)
+    torch.save(tiny_hyper(**config), weights)
 
     data = run(weights, "encode", "2")
     hashes = {run(weights, "decode", t, stdin=data) for t in ("1", "2", "4")}
