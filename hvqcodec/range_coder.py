@@ -148,13 +148,12 @@ class TableEncoder(TableCoder):
 
     def encode(self, symbols: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Int32 symbols (any shape) under tables `indices` (same shape). Each is first clamped
-        to its table's range: returns the symbols as the decoder will see them (`symbols`
-        itself, clamped in place, where it is C-contiguous)."""
+        to its table's range: returns the symbols as the decoder will see them."""
         if symbols.dtype != np.int32:
             raise TypeError(f"symbols must be int32, not {symbols.dtype}")
-        # A copy where the layout is not C order (a masked selection often is not), so that
-        # the clamp reaches what is returned.
-        flat = np.ascontiguousarray(symbols).reshape(-1)
+        # A copy where the layout is not C order (a masked selection often is not): the clamp
+        # reaches what is returned, not always `symbols`.
+        flat = symbols.reshape(-1)
         t0 = time.perf_counter()
         for index, positions in self.groups(indices):
             radius = int(self.radii[index])
