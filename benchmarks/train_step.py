@@ -4,9 +4,11 @@ batch (`RDTrainConfig`: 8 x 192^2), each way of running it on this CPU.
     python -m benchmarks.train_step --out benchmarks/results/training/train_step-avx2.json
 
 Variants: float32, float32 + channels_last, bf16 autocast + channels_last (marked emulated
-where the CPU has no bf16 hardware, `precision.native_bf16`: the trainer then uses float32), and
-the fastest of these again under torch.compile. Each is the median of --steps steps after
---warmup steps (compilation happens in the warm-up, and is reported apart). Run it on a quiet
+where the CPU has no bf16 hardware, `precision.native_bf16`), and the fastest of these again
+under torch.compile. The result also records which the trainer picks on this machine
+(`precision.bf16_pays`), so that its quick measurement can be checked against whole steps.
+Each is the median of --steps steps after --warmup steps (compilation happens in the warm-up,
+and is reported apart). Run it on a quiet
 machine: a training run beside it makes both meaningless.
 """
 
@@ -21,7 +23,7 @@ import torch
 
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.model_card import cpu_model
-from hvqcodec.precision import native_bf16
+from hvqcodec.precision import bf16_pays, native_bf16
 from hvqcodec.training.hyper import RDTrainConfig, step
 
 
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         "batch": f"{args.batch} x {args.crop}^2",
         "config": config.to_dict(),
         "variants": rows,
+        "trainer_bf16": bf16_pays(torch.device("cpu")),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -85,9 +85,8 @@ def test_gdn_normalises_in_float32_under_autocast(simplified):
         assert gdn(x.bfloat16()).dtype == torch.bfloat16
 
 
-def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_checkpoint(
-    tmp_path, monkeypatch
-):
+def trainer_args(tmp_path) -> list[str]:
+    """The trainer's flags for a tiny model on three photos, the third held out."""
     data = tmp_path / "data"
     data.mkdir()
     dog = Image.open(IMAGES / "dog.png")
@@ -95,10 +94,17 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
         dog.rotate(angle, expand=True).save(data / f"p{i}.png")
     listing = tmp_path / "validation.txt"
     listing.write_text("# held out\np2.png\n")
-    out, compact = tmp_path / "run", tmp_path / "compact.pt"
-    args = ["--data", str(data), "--crop", "64", "--batch-size", "2", "--log-every", "1",
+    return ["--data", str(data), "--crop", "64", "--batch-size", "2", "--log-every", "1",
             "--threads", "1", "--validation", str(listing),
             "--model-json", json.dumps(TINY)]  # fmt: skip
+
+
+def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_checkpoint(
+    tmp_path, monkeypatch
+):
+    dog = Image.open(IMAGES / "dog.png")
+    out, compact = tmp_path / "run", tmp_path / "compact.pt"
+    args = trainer_args(tmp_path)
     train_main([*args, "--out", str(out), "--max-steps", "2"])
     train_main([*args, "--out", str(out), "--max-steps", "4", "--compact", str(compact),
                 "--lr-scales-json", '{"synthesis.": 2}',
@@ -137,6 +143,35 @@ def test_the_trainer_holds_out_validation_photos_resumes_and_hands_on_a_compact_
     int8, half = (torch.load(tmp_path / f, weights_only=True) for f in ("w.pt", "h.pt"))
     assert int8["scales"] and "scales" not in half
     assert {v.dtype for v in half["model"].values()} <= {torch.float16, torch.bool, torch.int64}
+
+
+def test_the_trainer_validates_and_hands_on_a_moving_average_of_the_weights(tmp_path):
+    from hvqcodec.training.hyper import checkpoint_model
+
+    args, out, compact = trainer_args(tmp_path), tmp_path / "run", tmp_path / "compact.pt"
+    train_main([*args, "--out", str(out), "--max-steps", "1", "--ema", "0.25"])
+    first = torch.load(out / "checkpoint.pt", weights_only=True)
+    train_main([*args, "--out", str(out), "--max-steps", "2", "--ema", "0.25",
+                "--compact", str(compact)])  # fmt: skip
+    second = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert int(second["average"]["n_averaged"]) == 2  # the resumed run went on averaging
+    names = dict(VQHyperprior(VQHyperpriorConfig(**TINY)).named_parameters())
+    for name in names:  # the first step's weights, then 0.25 of them and 0.75 of the second's
+        expected = 0.25 * first["model"][name] + 0.75 * second["model"][name]
+        assert torch.allclose(second["average"]["module." + name], expected, atol=1e-6), name
+    moved = [n for n in names if not torch.equal(first["model"][n], second["model"][n])]
+    assert moved
+    model, _ = checkpoint_model(out / "checkpoint.pt")  # what --init-from and --export take
+    small, _ = checkpoint_model(compact)
+    for name, value in model.state_dict().items():
+        kept = second["average"]["module." + name] if name in names else second["model"][name]
+        assert torch.equal(value, kept), name  # the average's weights, the model's buffers
+        stored = value.half().float() if value.is_floating_point() else value  # as kept
+        assert torch.equal(small.state_dict()[name], stored), name
+    rows = [json.loads(line) for line in open(out / "log.jsonl")]
+    assert [r.get("ema") for r in rows if "val_psnr" in r] == [0.25] * 3
+    with pytest.raises(SystemExit, match="--ema must be"):
+        train_main([*args, "--out", str(tmp_path / "bad"), "--ema", "1"])
 
 
 @pytest.mark.parametrize("before", [None, {}, {"synthesis.": 2.0}])

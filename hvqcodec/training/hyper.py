@@ -20,7 +20,8 @@ moves from machine to machine; with a `--model-json` that makes the model larger
 channels, blocks, rate points, a context model) it grows the checkpoint's model into it without
 changing its function (`hvqcodec.families.hyper.growth`). `--init-from CKPT --export WEIGHTS
 --name NAME` writes a checkpoint as a weights file the package can ship (large tensors outside
-the synthesis int8; `--float16` keeps them float16).
+the synthesis int8; `--float16` keeps them float16). `--ema 0.999` validates and hands on a
+moving average of the weights instead of the weights themselves.
 """
 
 import argparse
@@ -31,12 +32,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hvqcodec.families.hyper.growth import grow
 from hvqcodec.families.hyper.model import PAD_STRIDE, RDOutput, VQHyperprior, VQHyperpriorConfig
 from hvqcodec.families.hyper.weights import pack_weights
 from hvqcodec.image_io import load_photos, random_crops
-from hvqcodec.precision import native_bf16
+from hvqcodec.precision import bf16_pays
 from hvqcodec.training.checkpoint import atomic_save, float16, float32, load
 from hvqcodec.training.data import (
     VALIDATION_LIST,
@@ -66,7 +68,7 @@ class RDTrainConfig:
     max_steps: int = 0  # stop at this total step (0: no limit)
     eval_minutes: float = 15.0  # CPU minutes of training between validation rows
     checkpoint_seconds: float = 180.0
-    bf16: bool = True  # autocast where native; quantizers, GDN pools and likelihoods stay fp32
+    bf16: bool = True  # autocast where it pays (`bf16_pays`); quantizers, GDN, likelihoods fp32
     threads: int = 0
     device: str = "auto"
     seed: int = 0
@@ -82,6 +84,11 @@ class RDTrainConfig:
     # hundreds of times one's at the bottom, so the top rate points steer the shared transforms;
     # weights rebalance them.
     rate_weights: list = field(default_factory=list)
+    # Validate and hand on an exponential moving average of the weights, this decay per step
+    # (0: the weights themselves). At a constant lr the weights wander around where the loss
+    # is low; their average sits nearer it, as a decay of the lr would take them (Polyak and
+    # Juditsky 1992), and its validation rows vary less from one to the next.
+    ema: float = 0.0
 
 
 @torch.no_grad()
@@ -150,11 +157,20 @@ def compact_state(model: VQHyperprior, cfg: RDTrainConfig, counters: dict, log: 
             "log": rows, **counters}  # fmt: skip
 
 
+def handed_on(ck: dict) -> dict:
+    """A compact or full checkpoint's weights, float32: a full one's moving average where its
+    run kept one (`RDTrainConfig.ema`), as its compact checkpoint holds."""
+    if "average" not in ck:
+        return float32(ck["model"])
+    prefix = "module."
+    return {k[len(prefix) :]: v for k, v in ck["average"].items() if k.startswith(prefix)}
+
+
 def checkpoint_model(checkpoint: str | Path) -> tuple[VQHyperprior, dict]:
     """The float32 model a compact or full checkpoint holds, and the checkpoint itself."""
     ck = load(checkpoint)
     model = VQHyperprior(VQHyperpriorConfig.from_dict(ck["config"]["model"]))
-    model.load_state_dict(float32(ck["model"]))
+    model.load_state_dict(handed_on(ck))
     return model, ck
 
 
@@ -232,6 +248,23 @@ class Run:
         self.model.to(self.device).train()
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.average = None
+        if not 0 <= cfg.ema < 1:
+            raise SystemExit(f"--ema must be at least 0 and below 1, not {cfg.ema}")
+        if cfg.ema:
+            self.average = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema))
+            if ck is not None and "average" in ck:
+                self.average.load_state_dict(ck["average"])
+
+    def averaged(self) -> VQHyperprior:
+        """The weights validated and handed on: their moving average where `ema` is set."""
+        return self.model if self.average is None else self.average.module
+
+    def _update_average(self) -> None:
+        self.average.update_parameters(self.model)
+        # The buffers (the codebooks, themselves moving averages) are the model's own.
+        for mine, live in zip(self.average.module.buffers(), self.model.buffers(), strict=True):
+            mine.copy_(live)
 
     def _resume(self, ck: dict) -> None:
         self.model.load_state_dict(ck["model"])
@@ -247,7 +280,7 @@ class Run:
         config that `--model-json` made larger than the checkpoint's grows its model
         (`families.hyper.growth`)."""
         old = VQHyperprior(VQHyperpriorConfig.from_dict(init["config"]["model"]))
-        old.load_state_dict(float32(init["model"]))
+        old.load_state_dict(handed_on(init))
         shapes = {k: v.shape for k, v in self.model.state_dict().items()}
         if shapes == {k: v.shape for k, v in old.state_dict().items()}:
             self.model.load_state_dict(old.state_dict())
@@ -274,9 +307,9 @@ class Run:
         self.sampler = Sampler(len(self.images), self.cluster, cfg.seed, repeats)
         if self.sampler_state:
             self.sampler.load_state_dict(self.sampler_state)
-        if cfg.bf16 and not native_bf16(self.device):
+        if cfg.bf16 and not bf16_pays(self.device):
             cfg.bf16 = False  # so the checkpoint's config says how this run trained
-            print(f"note: no native bf16 on this {self.device.type}; training in float32",
+            print(f"note: bf16 is not faster on this {self.device.type}; training in float32",
                   flush=True)  # fmt: skip
 
     def save(self) -> None:
@@ -284,7 +317,8 @@ class Run:
             {"config": asdict(self.cfg), "model": self.model.state_dict(),
              "optimizer": self.opt.state_dict(), "counters": self.counters,
              "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-             "sampler": self.sampler.state_dict()},
+             "sampler": self.sampler.state_dict(),
+             **({"average": self.average.state_dict()} if self.average else {})},
             self.ckpt_path,
         )  # fmt: skip
 
@@ -300,7 +334,8 @@ class Run:
         # by another a few minutes into the next leg.
         self.counters["last_eval"] = self.counters["cpu_seconds"]
         if self.val_images:
-            self.log(validate(self.model, self.val_images, self.device))
+            row = validate(self.averaged(), self.val_images, self.device)
+            self.log({**row, "ema": self.cfg.ema} if self.average else row)
 
     def lr(self) -> float:
         """Warm-up over `warmup` steps for a new run or a fresh optimizer; else the base rate."""
@@ -320,6 +355,8 @@ class Run:
         points = len(self.model.config.lambdas)
         rate_index = torch.randint(points, (len(x),), generator=self.gen).to(self.device)
         loss, o = step(self.model, self.opt, x, rate_index, cfg.bf16, weights=self.rate_weights)
+        if self.average is not None:
+            self._update_average()
         self.counters["step"] += 1
         self.counters["cpu_seconds"] += time.time() - t
         if self.counters["step"] % cfg.log_every == 0:
@@ -356,7 +393,7 @@ def train(cfg: RDTrainConfig, compact: str | None = None, overrides: dict | None
     run.load_data()
     run.loop()
     if compact:
-        atomic_save(compact_state(run.model, cfg, run.counters, run.log_path), compact)
+        atomic_save(compact_state(run.averaged(), cfg, run.counters, run.log_path), compact)
         print(f"wrote {compact}", flush=True)
 
 

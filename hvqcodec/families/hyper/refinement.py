@@ -33,7 +33,7 @@ from hvqcodec import entropy_models
 from hvqcodec.families.hyper.integer import LOG_SCALE_MIN, LOG_SCALE_STEP, ONE
 from hvqcodec.families.hyper.model import STRIDES, SYNTHESIS_REACH
 from hvqcodec.family import check_effort
-from hvqcodec.precision import native_bf16
+from hvqcodec.precision import bf16_pays
 
 # Iterations per effort. Measured on 3 validation photos with hvq-v3.1, mean PSNR gain at
 # equal bpp at qualities 10/40/60/75/90: 20 iterations +0.19/+0.37/+0.60/+0.74/+0.83 dB,
@@ -116,7 +116,7 @@ def refine(
     against bits per pixel; `reach`: how far a symbol's pixels reach, in positions. Tiles are
     refined in turn, each among its refined neighbours."""
     generator = torch.Generator().manual_seed(SEED)
-    bf16 = native_bf16(torch.device("cpu"))
+    bf16 = bf16_pays(torch.device("cpu"))
     out = centred.detach().float().clone()
     mean_g, inverse, log_scale = mean_g.float(), inverse.float(), log_scale.float()
     height, width = out.shape[-2:]
