@@ -8,8 +8,8 @@ where the CPU has no bf16 hardware, `precision.native_bf16`), and the fastest of
 under torch.compile. The result also records which the trainer picks on this machine
 (`precision.bf16_pays`), so that its quick measurement can be checked against whole steps.
 Each is the median of --steps steps after --warmup steps (compilation happens in the warm-up,
-and is reported apart). Run it on a quiet
-machine: a training run beside it makes both meaningless.
+and is reported apart). Run it on a quiet machine: a training run beside it makes both
+meaningless.
 """
 
 import argparse
