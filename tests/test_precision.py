@@ -51,8 +51,10 @@ def test_a_gpu_with_bf16_is_not_timed(monkeypatch, timed):
     assert calls == []
 
 
-def test_the_measurement_is_a_ratio_taken_once():
+def test_the_measurement_is_a_ratio_taken_once_and_leaves_the_global_rng_alone():
     precision._cpu_speedup.cache_clear()
+    before = torch.get_rng_state()
     first = precision._cpu_speedup()
+    assert torch.equal(torch.get_rng_state(), before)
     assert math.isfinite(first) and first > 0
     assert precision._cpu_speedup() == first  # cached: one measurement per process
