@@ -151,9 +151,8 @@ class TableEncoder(TableCoder):
         to its table's range: returns the symbols as the decoder will see them."""
         if symbols.dtype != np.int32:
             raise TypeError(f"symbols must be int32, not {symbols.dtype}")
-        # A copy where the layout is not C order (a masked selection often is not): the clamp
-        # reaches what is returned, not always `symbols`.
-        flat = symbols.reshape(-1)
+        # Clamped in a copy: the caller's array stays as given, whatever its layout.
+        flat = symbols.reshape(-1).copy()
         t0 = time.perf_counter()
         for index, positions in self.groups(indices):
             radius = int(self.radii[index])

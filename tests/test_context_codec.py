@@ -106,3 +106,20 @@ def test_the_table_coder_returns_what_it_coded_from_a_masked_selection():
     assert coded.max() == radius and coded.min() == -radius
     decoded = TableDecoder(coder.finish(), model.tables, model.radii).decode(indices)
     assert np.array_equal(decoded, coded)
+
+
+def test_the_table_coder_leaves_the_callers_symbols_as_given():
+    """The clamp goes to a copy in either layout: a contiguous array is not changed in place
+    where a masked selection would not be."""
+    from hvqcodec.range_coder import TableEncoder
+
+    model = context_model().model
+    radius = int(model.radii[0])
+    for symbols in (np.arange(-40, 40, dtype=np.int32).reshape(2, 40),
+                    np.arange(-40, 40, dtype=np.int32).reshape(2, 40)[:, ::2]):  # fmt: skip
+        given = symbols.copy()
+        coded = TableEncoder(model.tables, model.radii).encode(
+            symbols, np.zeros(symbols.shape, dtype=np.uint8)
+        )
+        assert np.array_equal(symbols, given)
+        assert np.array_equal(coded, np.clip(given, -radius, radius))
