@@ -151,8 +151,8 @@ class TableEncoder(TableCoder):
         to its table's range: returns the symbols as the decoder will see them."""
         if symbols.dtype != np.int32:
             raise TypeError(f"symbols must be int32, not {symbols.dtype}")
-        # Clamped in a copy: the caller's array stays as given, whatever its layout.
-        flat = symbols.reshape(-1).copy()
+        # Clamped in one C-order copy: the caller's array stays as given, whatever its layout.
+        flat = np.array(symbols, order="C").reshape(-1)
         t0 = time.perf_counter()
         for index, positions in self.groups(indices):
             radius = int(self.radii[index])

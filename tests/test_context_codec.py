@@ -109,8 +109,8 @@ def test_the_table_coder_returns_what_it_coded_from_a_masked_selection():
 
 
 def test_the_table_coder_leaves_the_callers_symbols_as_given():
-    """The clamp goes to a copy in either layout: a contiguous array is not changed in place
-    where a masked selection would not be."""
+    """The clamp goes to a copy whatever the layout: a contiguous array is left as given, as a
+    strided one always was."""
     from hvqcodec.range_coder import TableEncoder
 
     model = context_model().model
