@@ -7,7 +7,9 @@ folder (configs/validation.txt) that hvq-v3's design decisions are made on; neve
 Each photo is centre-cropped as the trainer's validation does (`hvqcodec.training.hyper`), then
 coded at every quality through the real codec: bpp from the file's size, RGB PSNR. With
 `--against OTHER.json` (an earlier result) it also prints the PSNR margin over that curve at
-each quality whose rate both reach, which is how a campaign's export is judged for shipping.
+each quality whose rate both reach, which is how a campaign's export is judged for shipping,
+and the same margin on each source's photos apart (the name's prefix: `bsds500`, `sunhays80`, ...),
+where both results keep their photos' own rows.
 """
 
 import argparse
@@ -32,8 +34,9 @@ def curve(codec: Codec, images: list[np.ndarray]) -> list[dict]:
             data = codec.encode(rgb, q)
             bpp.append(8 * len(data) / (rgb.shape[0] * rgb.shape[1]))
             quality.append(psnr(rgb, np.asarray(codec.decode(data))))
-        rows.append({"quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality))})
-        print(json.dumps(rows[-1]), flush=True)
+        rows.append({"quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality)),
+                     "per_photo": [[b, p] for b, p in zip(bpp, quality)]})  # fmt: skip
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "per_photo"}), flush=True)
     return rows
 
 
@@ -58,7 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
     if args.against:
-        print(comparison(result, json.loads(args.against.read_text())))
+        other = json.loads(args.against.read_text())
+        print(comparison(result, other))
+        for line in by_source(result, other):
+            print("  " + line)
 
 
 def comparison(result: dict, other: dict) -> str:
@@ -66,9 +72,37 @@ def comparison(result: dict, other: dict) -> str:
     `other` also reaches, and whether it is ahead at all of them."""
     from benchmarks.campaign import margin_summary, margins
 
-    row = {"val_bpp": [c["bpp"] for c in result["curve"]],
-           "val_psnr": [c["psnr"] for c in result["curve"]]}  # fmt: skip
-    return f"{result['model']} against {other['model']}: {margin_summary(margins(row, other))}"
+    m = margins(_row(result["curve"]), other)
+    return f"{result['model']} against {other['model']}: {margin_summary(m)}"
+
+
+def _row(curve: list[dict]) -> dict:
+    """A result's curve as a trainer's validation row, which `campaign.margins` takes."""
+    return {"val_bpp": [c["bpp"] for c in curve], "val_psnr": [c["psnr"] for c in curve]}
+
+
+def by_source(result: dict, other: dict) -> list[str]:
+    """`comparison`'s margin on each source's photos apart, one line per source; none where
+    either result lacks its photos' rows or they hold different photos."""
+    from benchmarks.campaign import margin_summary, margins
+
+    photos = result.get("photos")
+    curves = result["curve"] + other["curve"]
+    if photos != other.get("photos") or not all("per_photo" in c for c in curves):
+        return []
+    lines = []
+    for source in sorted({name.split("_")[0] for name in photos}):
+        mine = [i for i, name in enumerate(photos) if name.split("_")[0] == source]
+        ours, theirs = _subset(result["curve"], mine), _subset(other["curve"], mine)
+        summary = margin_summary(margins(_row(ours), {"curve": theirs}))
+        lines.append(f"{source}, {len(mine)} of {len(photos)} photos: {summary}")
+    return lines
+
+
+def _subset(curve: list[dict], photos: list[int]) -> list[dict]:
+    """A curve's mean bpp and PSNR over some of its photos."""
+    return [dict(zip(("bpp", "psnr"), np.mean([c["per_photo"][i] for i in photos], axis=0)))
+            for c in curve]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -129,6 +130,30 @@ def test_a_validation_result_is_ahead_only_if_ahead_at_every_shared_rate():
     assert "-0.10 dB at 0.400 bpp" in comparison(behind_once, other)
     assert comparison(behind_once, other).endswith("False")
     assert comparison(outside, other).endswith("False")  # no shared rate proves nothing
+
+
+def test_a_validation_result_is_compared_on_each_sources_photos_apart():
+    from benchmarks.validation import by_source
+
+    def result(model: str, *per_photo: list[tuple[float, float]]) -> dict:
+        curve = [dict(zip(("bpp", "psnr"), np.mean(q, axis=0)), per_photo=q) for q in per_photo]
+        return {"model": model, "photos": ["a_1.jpg", "b_1.png", "a_2.jpg"], "curve": curve}
+
+    # per quality: photos a_1, b_1, a_2; the new model is ahead on b's photo, behind on a's
+    old = result("old", [(0.1, 20), (0.1, 30), (0.1, 22)], [(0.4, 24), (0.4, 34), (0.4, 26)])
+    new = result("new", [(0.2, 21), (0.2, 33), (0.2, 23)], [(0.3, 22), (0.3, 34), (0.3, 24)])
+    a, b = by_source(new, old)
+    assert (
+        a == "a, 2 of 3 photos: -1.00 dB at 0.200 bpp, -1.17 dB at 0.300 bpp; "
+        "ahead at every rate both reach: False"
+    )
+    assert (
+        b == "b, 1 of 3 photos: +1.00 dB at 0.200 bpp, +0.83 dB at 0.300 bpp; "
+        "ahead at every rate both reach: True"
+    )
+    assert by_source(new, {**old, "photos": ["c_1.png", "b_1.png", "a_2.jpg"]}) == []
+    del old["curve"][0]["per_photo"]
+    assert by_source(new, old) == []  # an earlier result without its photos' rows
 
 
 def test_the_train_step_benchmark_times_a_real_step():
