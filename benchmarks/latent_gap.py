@@ -38,7 +38,7 @@ class Point:
 
     def __init__(self, net: VQHyperprior, x: torch.Tensor, rate_index: float) -> None:
         self.net, self.x, self.pixels = net, x, x.shape[2] * x.shape[3]
-        q = torch.tensor([rate_index])
+        self.q = q = torch.tensor([rate_index])
         self.lam = refinement.lambda_at(net.lambdas, rate_index)
         with torch.no_grad():
             y = net.analysis(x * 2 - 1)
@@ -51,7 +51,7 @@ class Point:
     def terms(self, symbols: torch.Tensor, rate_symbols: torch.Tensor) -> tuple:
         """(bpp, reconstruction) of `symbols`, the rate counted on `rate_symbols`."""
         y_hat = (symbols + self.mean_g) * self.inverse
-        reconstruction = (self.net.synthesis(y_hat) + 1) / 2
+        reconstruction = (self.net.synthesize(y_hat, self.q) + 1) / 2
         bits = entropy_models.bits(rate_symbols, self.log_scale).sum()
         return bits / self.pixels, reconstruction
 

@@ -1,5 +1,5 @@
-"""Growing a trained hvq-v3 family model: more latent channels, blocks, rate points and a
-context model, with what it computes unchanged."""
+"""Growing a trained hvq-v3 family model: more latent channels, blocks, rate points, a
+context model and rate modulation, with what it computes unchanged."""
 
 import copy
 
@@ -13,7 +13,7 @@ from hvqcodec.models import build_model
 from tests.conftest import TINY_HYPER
 
 BIGGER = {"latent": 24, "analysis_blocks": 1, "synthesis_blocks": 2,
-          "context_groups": (4, 4, 16)}  # fmt: skip
+          "context_groups": (4, 4, 16), "synthesis_modulation": True}  # fmt: skip
 
 
 def trained_like(seed: int = 0) -> VQHyperprior:
@@ -64,6 +64,7 @@ def test_the_grown_parts_learn(images):
         "a synthesis block": new.synthesis[3].body[3].weight.grad,
         "an analysis block": new.analysis[7].body[3].weight.grad,
         "the context": new.context.nets[-1][-1].weight.grad,
+        "the rate modulation": new.modulation[2].shifts.grad[[1, 4]],  # the samples' rates
     }
     for what, grad in grads.items():
         assert grad is not None and grad.abs().sum() > 0, what
@@ -138,6 +139,19 @@ def test_a_checkerboard_group_codes_its_anchors_without_its_own_symbols():
     anchors_pass, other_pass = seen[0][2], seen[1][2]
     torch.testing.assert_close(anchors_pass, first[0][2])
     assert not torch.equal(other_pass[..., 0, 1], first[1][2][..., 0, 1])
+
+
+def test_a_modulated_model_grows_its_rate_points_from_its_last_one():
+    old = grow(trained_like(), VQHyperpriorConfig(**{**TINY_HYPER, **BIGGER}))
+    with torch.no_grad():
+        for p in old.modulation.parameters():
+            p.normal_()
+    config = VQHyperpriorConfig(**{**old.config.to_dict(), "lambdas": old.config.lambdas + (1.0,)})
+    new = grow(old, config)
+    for a, b in zip(old.modulation.parameters(), new.modulation.parameters(), strict=True):
+        assert torch.equal(b[:-1], a) and torch.equal(b[-1], a[-1])
+    with pytest.raises(ValueError, match="modulation"):
+        grow(new, VQHyperpriorConfig(**{**new.config.to_dict(), "synthesis_modulation": False}))
 
 
 @pytest.mark.parametrize(

@@ -25,20 +25,33 @@ class GainUnits(nn.Module):
     def points(self) -> int:
         return self.log_gains.shape[0]
 
-    def _log_at(self, table: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:
-        """Rows of `table` at fractional `rate_index` (B,), linearly interpolated ->
-        (B, C, 1, 1)."""
-        index = rate_index.to(table.dtype).clamp(0, self.points - 1)
-        lo = index.floor().long().clamp(max=max(self.points - 2, 0))
-        hi = (lo + 1).clamp(max=self.points - 1)
-        t = (index - lo.to(index.dtype))[:, None]
-        return ((1 - t) * table[lo] + t * table[hi])[:, :, None, None]
-
     def log_gain(self, rate_index: torch.Tensor) -> torch.Tensor:
-        return self._log_at(self.log_gains, rate_index)
+        return rows_at(self.log_gains, rate_index)
 
     def gain(self, rate_index: torch.Tensor) -> torch.Tensor:
         return self.log_gain(rate_index).exp()
 
     def inverse(self, rate_index: torch.Tensor) -> torch.Tensor:
-        return self._log_at(self.log_inverses, rate_index).exp()
+        return rows_at(self.log_inverses, rate_index).exp()
+
+
+def rows_at(table: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:
+    """Rows of a per-rate-point `table` (points, C) at fractional `rate_index` (B,), linearly
+    interpolated -> (B, C, 1, 1)."""
+    points = table.shape[0]
+    index = rate_index.to(table.dtype).clamp(0, points - 1)
+    lo = index.floor().long().clamp(max=max(points - 2, 0))
+    hi = (lo + 1).clamp(max=points - 1)
+    t = (index - lo.to(index.dtype))[:, None]
+    return ((1 - t) * table[lo] + t * table[hi])[:, :, None, None]
+
+
+def row_at_quality(table: torch.Tensor, hundredths: int, steps: int) -> torch.Tensor:
+    """The row of a per-rate-point `table` (points, C) at quality `hundredths` of 0..`steps`
+    (a file's quality field, which spans the rate points evenly), linear between the nearest
+    two: float64 arithmetic on the stored values, elementwise, so the same on every machine."""
+    table = table.detach().double()
+    pos = hundredths * (table.shape[0] - 1)
+    lo, rem = divmod(pos, steps)
+    hi = min(lo + 1, table.shape[0] - 1)
+    return (table[lo] * (steps - rem) + table[hi] * rem) / steps

@@ -93,8 +93,8 @@ class RDTrainConfig:
 
 @torch.no_grad()
 def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
-    """Mean bpp and PSNR at every trained rate point, the preview's PSNR, and the top rate
-    point's ceiling (`VQHyperprior.ceiling`), in float32."""
+    """Mean bpp and PSNR at every trained rate point, the preview's PSNR (at the lowest rate
+    point's synthesis), and the top rate point's ceiling (`VQHyperprior.ceiling`), in float32."""
     if not images:
         return {}
     was = model.training
@@ -102,7 +102,7 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
     points = len(model.config.lambdas)
     rows = [{"bpp": 0.0, "psnr": 0.0} for _ in range(points)]
     preview = ceiling = 0.0
-    top = torch.tensor([points - 1], device=device)
+    bottom, top = (torch.tensor([r], device=device) for r in (0, points - 1))
     for img in images:
         x = (centre_crop(img, EVAL_SIDE, PAD_STRIDE).float() / 255)[None].to(device)
         pixels = x.shape[2] * x.shape[3]
@@ -110,7 +110,7 @@ def validate(model: VQHyperprior, images: list[torch.Tensor], device) -> dict:
             out = model(x, torch.tensor([r], device=device))
             rows[r]["bpp"] += sum(b.item() for b in out.bits.values()) / pixels / len(images)
             rows[r]["psnr"] += reconstruction_psnr(out.reconstruction, x) / len(images)
-        preview += reconstruction_psnr(model.preview(x), x) / len(images)
+        preview += reconstruction_psnr(model.preview(x, bottom), x) / len(images)
         ceiling += reconstruction_psnr(model.ceiling(x, top), x) / len(images)
     model.train(was)
     return {

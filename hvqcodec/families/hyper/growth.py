@@ -16,7 +16,9 @@ After Chen, Goodfellow, Shlens, "Net2Net: Accelerating Learning via Knowledge Tr
 - a context model (`context_groups`): its corrections start at zero (`context`);
 - a checkerboard inside a context model's groups (`context_checkerboard`, the groups and
   widths kept): each network reads the group's anchors with zero weights, and group 0's new
-  network starts at zero.
+  network starts at zero;
+- rate modulation of the synthesis (`synthesis_modulation`): every rate point's scales start
+  at 1 and its shifts at 0. A modulated model's new rate points start as its last one.
 
 Everything else (widths, codebooks, priors) must be the same.
 """
@@ -29,7 +31,7 @@ from hvqcodec.entropy_models import SCALE_MIN
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 
 GROWABLE = ("latent", "analysis_blocks", "synthesis_blocks", "lambdas", "context_groups",
-            "context_channels", "context_checkerboard")  # fmt: skip
+            "context_channels", "context_checkerboard", "synthesis_modulation")  # fmt: skip
 
 
 def _check(old: VQHyperpriorConfig, new: VQHyperpriorConfig) -> None:
@@ -41,6 +43,8 @@ def _check(old: VQHyperpriorConfig, new: VQHyperpriorConfig) -> None:
         raise ValueError("growth adds latent channels and blocks, never removes them")
     if new.synthesis_blocks < old.synthesis_blocks:
         raise ValueError("growth adds blocks, never removes them")
+    if old.synthesis_modulation > new.synthesis_modulation:
+        raise ValueError("growth adds rate modulation, never removes it")
     if old.context_groups and (
         (new.context_groups, new.context_channels) != (old.context_groups, old.context_channels)
         or new.latent != old.latent
@@ -105,6 +109,8 @@ def grow(old: VQHyperprior, config: VQHyperpriorConfig) -> VQHyperprior:
         elif key.startswith("hyper_analysis.to32.0."):
             target.zero_()  # the VQ codes ignore the new channels
         target[tuple(slice(0, n) for n in value.shape)] = value
+        if key.startswith("modulation."):  # (rate points, channels)
+            target[len(value) :] = value[-1]
     for name in ("log_gains", "log_inverses"):
         table = getattr(old.gains, name)
         grown = state[f"gains.{name}"]

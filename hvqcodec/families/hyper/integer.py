@@ -34,6 +34,7 @@ from hvqcodec.integer_layers import (
     clamp_act,
     integer_activation,
 )
+from hvqcodec.layers.gain import row_at_quality
 from hvqcodec.rate_control import FULL
 
 TABLES = 64  # scale indices
@@ -109,11 +110,7 @@ def integer_log_gain(log_gains: torch.Tensor, hundredths: int, steps: int = FULL
     """Per-channel log-gain at quality `hundredths` of 0..steps (the header's field), which
     spans the trained rate points evenly, as integers at scale 2**ACT_BITS. Float64
     arithmetic on the stored weights, elementwise: the same on every machine."""
-    table = log_gains.detach().double()
-    pos = hundredths * (table.shape[0] - 1)
-    lo, rem = divmod(pos, steps)
-    hi = min(lo + 1, table.shape[0] - 1)
-    return torch.round((table[lo] * (steps - rem) + table[hi] * rem) / steps * ONE)
+    return torch.round(row_at_quality(log_gains, hundredths, steps) * ONE)
 
 
 def scale_indices(log_scale: torch.Tensor, log_gain: torch.Tensor) -> torch.Tensor:

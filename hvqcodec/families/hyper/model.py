@@ -5,7 +5,7 @@
     top, middle --PixelCNN priors (`hvqcodec.priors`)--> their own probabilities
     top, middle --hyper synthesis--> mean and scale of every fine symbol
     y * gain(rate index) - mean * gain --round--> fine symbols (Gaussian tables)
-    (symbols + mean * gain) * inverse gain --synthesis--> pixels
+    (symbols + mean * gain) * inverse gain --synthesis (optionally modulated per rate)--> pixels
 
 The two VQ levels play the part of a hyperprior (Balle et al. 2018), coded by the same
 wavefront PixelCNN priors as every VQ level of hvqcodec; the fine level is coded with the
@@ -32,7 +32,9 @@ from hvqcodec.families.hyper.context import ChannelContext
 from hvqcodec.families.hyper.transforms import HyperAnalysis, HyperSynthesis, analysis, synthesis
 from hvqcodec.layers import VectorQuantizer
 from hvqcodec.layers.gain import GainUnits
+from hvqcodec.layers.modulation import RateModulation
 from hvqcodec.priors import LevelPrior, PriorConfig
+from hvqcodec.rate_control import FULL
 
 VQ_LEVELS = ("top", "middle")
 STREAMS = VQ_LEVELS + ("fine",)
@@ -69,6 +71,9 @@ class VQHyperpriorConfig:
     context_groups: tuple[int, ...] = ()
     context_channels: int = 128
     context_checkerboard: bool = False  # each group in two spatial passes (`context`)
+    # A scale and shift per rate point on each of the synthesis' first three upsamplings
+    # (`hvqcodec.layers.modulation`), so that it decodes each rate's latent its own way.
+    synthesis_modulation: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +85,14 @@ class VQHyperpriorConfig:
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+    @property
+    def modulated_layers(self) -> tuple[int, ...]:
+        """Indices in the synthesis of the upsamplings a rate modulation follows: the first
+        three (the last one gives the pixels), the residual blocks after the first."""
+        if not self.synthesis_modulation:
+            return ()
+        return (0, 2 + self.synthesis_blocks, 4 + self.synthesis_blocks)
 
     @property
     def synthesis_reach(self) -> int:
@@ -126,6 +139,9 @@ class VQHyperprior(nn.Module):
             }
         )
         self.gains = GainUnits(len(cfg.lambdas), cfg.latent)
+        self.modulation = nn.ModuleList(
+            RateModulation(len(cfg.lambdas), cfg.channels) for _ in cfg.modulated_layers
+        )
         self.register_buffer("lambdas", torch.tensor(cfg.lambdas), persistent=False)
         self.context = None
         if cfg.context_groups:
@@ -172,7 +188,7 @@ class VQHyperprior(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             y_hat, bits["fine"] = self.fine_level(y.float(), mean.float(), log_scale.float(),
                                                   rate_index)  # fmt: skip
-        reconstruction = (self.synthesis(y_hat) + 1) / 2
+        reconstruction = (self.synthesize(y_hat, rate_index) + 1) / 2
         perplexity = {n: o.perplexity for n, o in outs.items()}
         return RDOutput(reconstruction, bits, commit, indices, perplexity)
 
@@ -205,10 +221,35 @@ class VQHyperprior(nn.Module):
         own distortion floor, which no rate spent on the fine symbols can pass."""
         y = self.analysis(x * 2 - 1)
         scale = self.gains.gain(rate_index) * self.gains.inverse(rate_index)
-        return (self.synthesis(y * scale) + 1) / 2
+        return (self.synthesize(y * scale, rate_index) + 1) / 2
 
-    def preview(self, x: torch.Tensor) -> torch.Tensor:
-        """What the VQ levels alone decode to: the synthesis of the predicted mean."""
+    def preview(self, x: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:
+        """What the VQ levels alone decode to: the synthesis of the predicted mean (at the
+        rate of the file's quality, where the synthesis is modulated)."""
         _, quantized, _ = self.side_information(self.analysis(x * 2 - 1))
         mean, _ = self.hyper_synthesis(quantized["top"], quantized["middle"])
-        return (self.synthesis(mean) + 1) / 2
+        return (self.synthesize(mean, rate_index) + 1) / 2
+
+    def synthesize(self, y_hat: torch.Tensor, rate_index: torch.Tensor) -> torch.Tensor:
+        """The synthesis of a decoded latent at each sample's rate index (B,): with rate
+        modulation, each modulated upsampling's output scaled and shifted as that rate's."""
+        if not self.config.synthesis_modulation:
+            return self.synthesis(y_hat)
+        modulated = dict(zip(self.config.modulated_layers, self.modulation))
+        x = y_hat
+        for i, layer in enumerate(self.synthesis):
+            x = layer(x)
+            if i in modulated:
+                x = modulated[i](x, rate_index)
+        return x
+
+    def synthesis_at(self, hundredths: int, steps: int = FULL) -> nn.Sequential:
+        """The synthesis at one quality (`hundredths` of 0..`steps`, spanning the rate points
+        evenly), each modulation folded into its upsampling: what a decoder runs. Without
+        rate modulation, the synthesis itself."""
+        if not self.config.synthesis_modulation:
+            return self.synthesis
+        layers = list(self.synthesis)
+        for i, modulation in zip(self.config.modulated_layers, self.modulation):
+            layers[i] = modulation.fold(layers[i], hundredths, steps)
+        return nn.Sequential(*layers)

@@ -288,7 +288,7 @@ class Encoder:
 
     def _loss(self, hundredths: int, latent: Callable[[Tile], torch.Tensor], bits: float):
         """The trained loss: lambda * MSE of the pixels of `latent` + `bits` per pixel."""
-        pixels = self._pixels(latent).astype(np.float64) / 255
+        pixels = self._pixels(latent, hundredths).astype(np.float64) / 255
         mse = float(np.mean((pixels - self.rgb / 255) ** 2))
         return self._lambda(hundredths) * mse + bits / (self.height * self.width)
 
@@ -301,7 +301,7 @@ class Encoder:
         centred = self.y.double() * level.gain - mean_g
         lam, reach = self._lambda(hundredths), net.config.synthesis_reach
         with torch.enable_grad():
-            refined = refinement.refine(net.synthesis, self.image, centred, mean_g,
+            refined = refinement.refine(net.synthesis_at(hundredths), self.image, centred, mean_g,
                                         level.inverse, log_scale, lam, self.iterations,
                                         reach=reach)  # fmt: skip
         return refined, log_scale
@@ -325,15 +325,16 @@ class Encoder:
 
         return min((refined, symbols), key=loss)
 
-    def _pixels(self, latent: Callable[[Tile], torch.Tensor]) -> np.ndarray:
+    def _pixels(self, latent: Callable[[Tile], torch.Tensor], hundredths: int) -> np.ndarray:
         return tiles.synthesis(self.model.net, latent, self.shapes["fine"], self.height,
-                               self.width)  # fmt: skip
+                               self.width, hundredths)  # fmt: skip
 
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
         level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
         codes = trial.coded["fine"].codes
-        return self._pixels(level.code(lambda part, indices, mean, where: codes[part]))
+        latent = level.code(lambda part, indices, mean, where: codes[part])
+        return self._pixels(latent, trial.hundredths)
 
 
 @torch.no_grad()
@@ -363,7 +364,7 @@ def decode_streams(
 
         latent = level.code(step)
     in_priors = time.perf_counter() - t
-    pixels = tiles.synthesis(model.net, latent, shapes["fine"], height, width)
+    pixels = tiles.synthesis(model.net, latent, shapes["fine"], height, width, hundredths)
     return DecodedStreams(pixels, codes, coders, in_priors)
 
 

@@ -147,10 +147,12 @@ def synthesis(
     shape: tuple[int, int],
     height: int,
     width: int,
+    hundredths: int,
 ) -> np.ndarray:
     """The (height, width, 3) uint8 image of a fine latent of `shape` positions, of which
-    `latent(window)` gives a tile's window, (latent, h, w) float32."""
-    layers = list(net.synthesis)
+    `latent(window)` gives a tile's window, (latent, h, w) float32, through the synthesis at
+    quality `hundredths` (`VQHyperprior.synthesis_at`)."""
+    layers = list(net.synthesis_at(hundredths))
     head, tail = nn.Sequential(*layers[:-3]), nn.Sequential(*layers[-3:])
     out = np.empty((height, width, 3), dtype=np.uint8)
     for t in tile_grid(*shape, TILE_PIXELS // 16, net.config.synthesis_reach):
