@@ -31,6 +31,20 @@ TINY_VQ = {"code_dim": 8, "channels": 16, "decoder_channels": (8, 8), "res_block
 TINY_PRIOR = {"embed_dim": 4, "hidden": 8, "cond_blocks": 1, "kernel": 5}
 
 
+def round_trip(codec: Codec, rgb: np.ndarray, quality: float):
+    """(encoded, decoded) of `rgb` at `quality`, checked: the decoder reads the codes the
+    encoder wrote, and gives the pixels the encoder reconstructs for them (hvq-v3 family)."""
+    enc = codec.encode_detailed(rgb, quality)
+    dec = codec.decode_detailed(enc.data)
+    for name, codes in enc.codes.items():
+        np.testing.assert_array_equal(dec.codes[name], codes)
+    encoder = codec.model.encoder(rgb)
+    assert np.array_equal(
+        encoder.reconstruct(encoder.streams(enc.hundredths)), np.asarray(dec.image)
+    )
+    return enc, dec
+
+
 def tiny_model(seed: int = 0, name: str = "tiny", prior: dict | None = None, **vq):
     """A randomly initialised model with the real architecture at a fraction of the width."""
     torch.manual_seed(seed)

@@ -11,7 +11,7 @@ from hvqcodec.families.hyper import integer_context, tiles
 from hvqcodec.families.hyper.model import VQHyperprior, VQHyperpriorConfig
 from hvqcodec.families.hyper.weights import pack_weights
 from hvqcodec.models import build_model
-from tests.conftest import TINY_HYPER, tiny_hyper
+from tests.conftest import TINY_HYPER, round_trip, tiny_hyper
 from tests.test_refinement import QUALITY, file_loss
 
 GROUPS = (2, 2, 4, 8)
@@ -34,13 +34,7 @@ def codec(request) -> Codec:
 
 def test_every_quality_decodes_its_codes_and_the_encoders_pixels(codec, dog):
     for q in (0, 40, 100):
-        enc = codec.encode_detailed(dog, q)
-        dec = codec.decode_detailed(enc.data)
-        for name, codes in enc.codes.items():
-            np.testing.assert_array_equal(dec.codes[name], codes)
-        encoder = codec.model.encoder(dog)
-        trial = encoder.streams(enc.hundredths)
-        assert np.array_equal(encoder.reconstruct(trial), np.asarray(dec.image))
+        enc, _ = round_trip(codec, dog, q)
         ideal = sum(s.ideal_bits for s in enc.stats.values())
         coded = sum(s.bits for s in enc.stats.values())
         assert ideal <= coded <= ideal * 1.01 + 32 * len(enc.stats)
