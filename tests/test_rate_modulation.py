@@ -65,3 +65,5 @@ def test_a_modulated_file_decodes_its_codes_and_the_encoders_pixels(codecs, dog)
             np.testing.assert_array_equal(other.codes[name], codes)
         assert not np.array_equal(np.asarray(identity.decode(other.data)), np.asarray(dec.image))
     assert codec.decode(codec.encode(dog, 30), preview=True).size == (160, 272)
+    # Folded once per quality, however many times an encoder runs the synthesis.
+    assert codec.model.synthesis_at(4500) is codec.model.synthesis_at(4500)

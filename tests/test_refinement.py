@@ -12,7 +12,7 @@ from PIL import Image
 
 from hvqcodec import Codec, HvqError, entropy_models
 from hvqcodec.cli import main
-from hvqcodec.families.hyper import pipeline, refinement, tiles
+from hvqcodec.families.hyper import pipeline, refinement
 from hvqcodec.rate_control import FULL
 
 QUALITY = 6000  # hundredths
@@ -51,7 +51,7 @@ def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, 
     def loss(symbols: torch.Tensor) -> float:
         symbols = torch.round(symbols)
         latent = level.latent(symbols.numpy().astype(np.int32))
-        pixels = tiles.synthesis(model.net, latent, encoder.shapes["fine"], *dog.shape[:2], QUALITY)
+        pixels = pipeline.synthesis(model, latent, encoder.shapes["fine"], *dog.shape[:2], QUALITY)
         pixels = pixels.astype(np.float64) / 255
         bits = float(entropy_models.bits(symbols, log_scale).sum())
         return (
@@ -59,7 +59,7 @@ def test_refined_symbols_lower_the_loss_in_one_tile_or_many(shipped_codec, dog, 
         )
 
     with torch.enable_grad():
-        refined = refinement.refine(model.net.synthesis_at(QUALITY), encoder.image, centred, mean_g,
+        refined = refinement.refine(model.synthesis_at(QUALITY), encoder.image, centred, mean_g,
                                     level.inverse, log_scale, lam(shipped_codec), 20,
                                     tile=tile)  # fmt: skip
     assert refined.shape == centred.shape and torch.isfinite(refined).all()

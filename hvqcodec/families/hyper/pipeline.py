@@ -11,6 +11,7 @@ and back: the two VQ streams, the same integer network, the fine symbols, then
 preview) the synthesis gets the predicted mean.
 """
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,12 @@ class HyperModel:
     radii: np.ndarray  # (T,) each table spans -radius..radius
     default_quality: float = DEFAULT_QUALITY  # quality 0..100 spans the rate points evenly
     context: IntegerChannelContext | None = None  # the fine level's context model, if any
+
+    def __post_init__(self) -> None:
+        # The synthesis at a quality (`VQHyperprior.synthesis_at`), kept: folding a rate
+        # modulation copies three upsamplings, an encoder runs the synthesis several times per
+        # quality, and a loaded model's weights never change.
+        self.synthesis_at = functools.lru_cache(maxsize=8)(self.net.synthesis_at)
 
     @property
     def qualities(self) -> tuple[float, ...]:
@@ -295,13 +302,13 @@ class Encoder:
     def _refine(self, level: FineLevel, hundredths: int, indices: np.ndarray):
         """The centred symbols refined (`refinement`), unrounded, under the tables `indices`;
         and those tables' log-scales."""
-        net = self.model.net
+        model = self.model
         log_scale = refinement.table_log_scales(torch.from_numpy(indices))
         mean_g = level.mean_g()
         centred = self.y.double() * level.gain - mean_g
-        lam, reach = self._lambda(hundredths), net.config.synthesis_reach
+        lam, reach = self._lambda(hundredths), model.net.config.synthesis_reach
         with torch.enable_grad():
-            refined = refinement.refine(net.synthesis_at(hundredths), self.image, centred, mean_g,
+            refined = refinement.refine(model.synthesis_at(hundredths), self.image, centred, mean_g,
                                         level.inverse, log_scale, lam, self.iterations,
                                         reach=reach)  # fmt: skip
         return refined, log_scale
@@ -326,8 +333,8 @@ class Encoder:
         return min((refined, symbols), key=loss)
 
     def _pixels(self, latent: Callable[[Tile], torch.Tensor], hundredths: int) -> np.ndarray:
-        return tiles.synthesis(self.model.net, latent, self.shapes["fine"], self.height,
-                               self.width, hundredths)  # fmt: skip
+        return synthesis(self.model, latent, self.shapes["fine"], self.height, self.width,
+                         hundredths)  # fmt: skip
 
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
@@ -364,8 +371,23 @@ def decode_streams(
 
         latent = level.code(step)
     in_priors = time.perf_counter() - t
-    pixels = tiles.synthesis(model.net, latent, shapes["fine"], height, width, hundredths)
+    pixels = synthesis(model, latent, shapes["fine"], height, width, hundredths)
     return DecodedStreams(pixels, codes, coders, in_priors)
+
+
+def synthesis(
+    model: HyperModel,
+    latent: Callable[[Tile], torch.Tensor],
+    shape: tuple[int, int],
+    height: int,
+    width: int,
+    hundredths: int,
+) -> np.ndarray:
+    """The pixels of a fine latent (`tiles.synthesis`) through the synthesis at quality
+    `hundredths`."""
+    net = model.net
+    return tiles.synthesis(model.synthesis_at(hundredths), net.config.synthesis_reach, latent,
+                           shape, height, width)  # fmt: skip
 
 
 @torch.no_grad()

@@ -142,20 +142,20 @@ TAIL_REACH = 2
 
 
 def synthesis(
-    net: VQHyperprior,
+    synthesis: nn.Sequential,
+    reach: int,
     latent: Callable[[Tile], torch.Tensor],
     shape: tuple[int, int],
     height: int,
     width: int,
-    hundredths: int,
 ) -> np.ndarray:
     """The (height, width, 3) uint8 image of a fine latent of `shape` positions, of which
-    `latent(window)` gives a tile's window, (latent, h, w) float32, through the synthesis at
-    quality `hundredths` (`VQHyperprior.synthesis_at`)."""
-    layers = list(net.synthesis_at(hundredths))
+    `latent(window)` gives a tile's window, (latent, h, w) float32, through `synthesis` (at
+    a file's quality: `HyperModel.synthesis_at`), which reaches `reach` stride-16 positions."""
+    layers = list(synthesis)
     head, tail = nn.Sequential(*layers[:-3]), nn.Sequential(*layers[-3:])
     out = np.empty((height, width, 3), dtype=np.uint8)
-    for t in tile_grid(*shape, TILE_PIXELS // 16, net.config.synthesis_reach):
+    for t in tile_grid(*shape, TILE_PIXELS // 16, reach):
         if 16 * t.y0 >= height or 16 * t.x0 >= width:
             continue  # padding alone
         h4 = head(latent(t)[None])  # the window at stride 4, exact over the tile and around it
