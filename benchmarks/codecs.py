@@ -41,12 +41,12 @@ def hvq_name(effort: int = 0) -> str:
     return "hvqcodec" if effort == 0 else f"hvqcodec -e {effort}"
 
 
-def hvq_codec(codec: Codec, effort: int = 0) -> BenchCodec:
+def hvq_codec(codec: Codec, effort: int = 0, name: str | None = None) -> BenchCodec:
     """The model's own qualities (knots or trained rate points) and the midpoints between them, at
-    an encoder effort (`hvqcodec.families.hyper.refinement`)."""
+    an encoder effort (`hvqcodec.families.hyper.refinement`); named as hvqcodec unless `name`."""
     q = codec.qualities
     return BenchCodec(
-        hvq_name(effort),
+        name or hvq_name(effort),
         sorted({*q, *((a + b) / 2 for a, b in zip(q, q[1:]))}),
         lambda rgb, q: codec.encode(rgb, quality=q, effort=effort),
         lambda data: np.asarray(codec.decode(data)),
@@ -55,13 +55,19 @@ def hvq_codec(codec: Codec, effort: int = 0) -> BenchCodec:
 
 
 def all_codecs(
-    codec: Codec, *, small: bool = False, efforts: tuple[int, ...] = ()
+    codec: Codec,
+    *,
+    small: bool = False,
+    efforts: tuple[int, ...] = (),
+    others: tuple[Codec, ...] = (),
 ) -> dict[str, BenchCodec]:
-    """Every available codec, hvqcodec also at each of `efforts` above 0; `small` keeps two
-    settings each (for the smoke test)."""
+    """Every available codec, hvqcodec also at each of `efforts` above 0, and `others` (earlier
+    models, at effort 0, under their own names); `small` keeps two settings each (for the smoke
+    test)."""
     codecs = [
         hvq_codec(codec),
         *(hvq_codec(codec, e) for e in efforts if e),
+        *(hvq_codec(other, name=other.name) for other in others),
         pillow_codec(
             "JPEG",
             "JPEG",

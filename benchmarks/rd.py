@@ -1,4 +1,5 @@
-"""Rate-distortion benchmark of hvqcodec against JPEG, WebP, AVIF, JPEG 2000 and JPEG XL.
+"""Rate-distortion benchmark of hvqcodec against JPEG, WebP, AVIF, JPEG 2000 and JPEG XL, and
+against earlier hvqcodec models (`--also hvq-v3.1`).
 
     python -m benchmarks.rd --images ../shared/data/kodak --out benchmarks/results/kodak
 
@@ -102,7 +103,7 @@ def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
     return out
 
 
-RATES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # bpp at which the curves are read off
+RATES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.5, 2.0)  # bpp at which the curves are read off
 
 
 def at_rates(points: list[dict], rates=RATES) -> dict[str, dict]:
@@ -282,11 +283,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--visual", default="kodim23.png", help="image for the visual comparison")
     p.add_argument("--effort", type=int, action="append", default=[],
                    help="also hvqcodec at this encoder effort, 1-3 (repeatable)")  # fmt: skip
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="also this model (an earlier one) at effort 0, as a codec of its "
+                   "own name (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     images = image_paths(args.images)
     images = images[: args.limit] if args.limit else images
-    codecs = all_codecs(Codec(args.model), small=args.small, efforts=tuple(args.effort))
+    codec = Codec(args.model)
+    codecs = all_codecs(
+        codec,
+        small=args.small,
+        efforts=tuple(args.effort),
+        others=tuple(Codec(m) for m in args.also),
+    )
     rows = run(images, codecs, args.out / "rd.jsonl")
     rows = [r for r in rows if r["codec"] in codecs and r["image"] in {q.name for q in images}]
     with (args.out / "rd.csv").open("w", newline="") as f:
@@ -302,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
 
     bd = bd_of(OURS)
     summary = {
+        "model": codec.name,
         "images": len(images),
         "curves": curve,
         "bd_rate_vs": bd,

@@ -21,7 +21,6 @@ from hvqcodec.batch import CLUSTER_EXTRA, Failure, Job, atomic_output, run_jobs,
 from hvqcodec.errors import HvqError
 from hvqcodec.family import MAX_EFFORT
 from hvqcodec.metrics import psnr
-from hvqcodec.rate_control import DEFAULT_QUALITY
 from hvqcodec.shipped import DEFAULT_MODEL, SHIPPED
 
 if TYPE_CHECKING:  # the codec, and torch, load with the first command that codes
@@ -183,8 +182,9 @@ def _finite(ctx, param, value: float | None) -> float | None:
 @output_option("Output file, or directory for several inputs. Default: beside the input.")
 @click.option(
     "-q", "--quality", type=click.FloatRange(0, 100), metavar="Q", callback=_finite,
-    help=f"Quality from 0 to 100, higher is better, fractions allowed (as cwebp's -q); default "
-    f"{DEFAULT_QUALITY:g}, an everyday trade-off.",
+    help="Quality from 0 to 100, higher is better, fractions allowed (as cwebp's -q); default "
+    f"{SHIPPED[DEFAULT_MODEL].default_quality:g} with {DEFAULT_MODEL}, the knee of its curve "
+    "(`hvqcodec models` gives each model's).",
 )  # fmt: skip
 @click.option(
     "--size", "target_size", type=click.IntRange(min=1), metavar="BYTES",

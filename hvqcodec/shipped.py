@@ -33,8 +33,12 @@ SHIPPED: dict[str, ShippedModel] = {
     "hvq-v3": ShippedModel("hvq-v3.pt", 0x43FE2DB3),
     # hvq-v3's campaign at 10.69 CPU-hours (docs/training-hvq-v3.md); same scale.
     "hvq-v3.1": ShippedModel("hvq-v3.1.pt", 0x0DA3E743),
+    # The hvq-v4 campaign at 26.09 CPU-hours (docs/training-hvq-v4.md), eight rate points
+    # spanned evenly. Default 50: the knee of its curve on the validation photos
+    # (benchmarks/results/quality_scale-hvq-v4.json, `knee`).
+    "hvq-v4": ShippedModel("hvq-v4.pt", 0xFF8E6246, default_quality=50.0),
 }
-DEFAULT_MODEL = "hvq-v3.1"
+DEFAULT_MODEL = "hvq-v4"
 
 
 def shipped_path(name: str) -> Path:

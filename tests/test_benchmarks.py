@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from benchmarks import kodak, rd, readme, speed
+from hvqcodec import Codec
 from hvqcodec.families.vqvae.weights import save_weights
 from tests.conftest import IMAGES, tiny_hyper
 
@@ -46,6 +47,12 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     assert {r["version"] for r in ours} == {f"{m.model_id:08x}"} and len(ours) == 2
     before = sum(r["codec"] == "hvqcodec" for r in rows)
     assert len(again) == len(rows) - before + 2
+    # An earlier model beside it, under its own name: a curve and a BD-rate of its own.
+    earlier = Codec(str(weights)).name
+    rd.main([*args, "--small", "--visual", "dog.png", "--also", str(weights)])
+    summary = json.loads((out / "rd_summary.json").read_text())
+    assert len(summary["curves"][earlier]) == 2 and earlier in summary["bd_rate_vs"]
+    assert summary["model"] == m.name
 
     kodak.main(args)
     result = json.loads((out / "hvq.json").read_text())
@@ -55,7 +62,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
 
     # The README generator fills its blocks from these result files.
     text = tmp_path / "README.md"
-    blocks = ("kodak", "qualities", "rd", "model-card")
+    blocks = ("kodak", "qualities", "rd", "effort", "model-card")
     text.write_text("".join(f"<!-- BEGIN {b} -->\n<!-- END {b} -->\n" for b in blocks))
     card = tmp_path / "card.json"
     train_card = {"command": "c", "data": "d", "images": 1, "config": {"crop": 64,
@@ -67,6 +74,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     readme.main(["--results", str(out), "--readme", str(text), "--card", str(card)])
     filled = text.read_text()
     assert "| JPEG |" in filled and "Our JPEG and WebP" in filled
+    assert f"Not yet measured with {m.name}: `benchmarks.rd` with `--effort 1" in filled
     assert "| 100 | 5 |" in filled and "| 75 | 5 |" in filled and "with the quality" in filled
     assert "integer-exact prior against the float prior" in filled
     assert "### Evaluation on `f`" in filled and "| dog.png |" in filled

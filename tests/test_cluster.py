@@ -169,5 +169,5 @@ def test_the_readme_cluster_recipe_runs(cluster, tmp_path, monkeypatch):
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.hvq"))
     assert written == ["photos/2026/june/b.hvq", "photos/c.hvq"]
     assert env["sizes"] == [len((tmp_path / p).read_bytes()) for p in written]
-    decoded = np.asarray(shipped_codec("hvq-v3.1").decode((tmp_path / written[0]).read_bytes()))
+    decoded = np.asarray(hvqcodec.decode((tmp_path / written[0]).read_bytes()))
     assert decoded.shape == (272, 160, 3)
