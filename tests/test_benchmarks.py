@@ -251,3 +251,15 @@ def test_the_context_gain_is_zero_for_an_untrained_context_and_measured_for_a_tr
     torch.save({**compact, "model": board.state_dict()}, path)
     rows = context_gain.saving(path, [x])["rate_points"]
     assert all(r["checkerboard_saving"] != 0 for r in rows)
+
+
+def test_the_knee_is_where_the_curve_bends_most_above_its_chord():
+    from benchmarks.quality_sweep import knee
+
+    # PSNR rises fast to quality 40, then hardly: the knee is there, whatever the spacing.
+    rows = [{"quality": q, "bpp": b, "psnr": p}
+            for q, b, p in ((0, 0.05, 22), (20, 0.2, 27), (40, 0.6, 31), (60, 1.4, 32),
+                            (80, 2.2, 32.5), (100, 3.0, 32.8))]  # fmt: skip
+    assert knee(rows) == 40
+    later = [{**r, "psnr": p} for r, p in zip(rows, (22, 24, 26, 31.5, 32.5, 32.8))]
+    assert knee(later) == 60
