@@ -291,12 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     images = image_paths(args.images)
     images = images[: args.limit] if args.limit else images
     codec = Codec(args.model)
-    codecs = all_codecs(
-        codec,
-        small=args.small,
-        efforts=tuple(args.effort),
-        others=tuple(Codec(m) for m in args.also),
-    )
+    others = tuple(Codec(m) for m in args.also)
+    codecs = all_codecs(codec, small=args.small, efforts=tuple(args.effort), others=others)
     rows = run(images, codecs, args.out / "rd.jsonl")
     rows = [r for r in rows if r["codec"] in codecs and r["image"] in {q.name for q in images}]
     with (args.out / "rd.csv").open("w", newline="") as f:
@@ -313,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     bd = bd_of(OURS)
     summary = {
         "model": codec.name,
+        "earlier_models": [other.name for other in others],
         "images": len(images),
         "curves": curve,
         "bd_rate_vs": bd,

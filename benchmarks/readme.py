@@ -156,7 +156,7 @@ def rd_table(summary: dict) -> str:
     if at:
         rates = sorted({r for v in at.values() for r in v}, key=float)
         ours = sorted(n for n in at if n.startswith("hvqcodec"))  # every effort measured
-        earlier = sorted(n for n in at if n.startswith("hvq-"))  # earlier models (--also)
+        earlier = [n for n in summary.get("earlier_models", []) if n in at]  # rd's --also
         names = ours + earlier + [n for n in ("JPEG", "WebP", "AVIF", "JPEG XL") if n in at]
         lines += [
             "",
@@ -196,7 +196,7 @@ def effort_table(summary: dict) -> str:
             f"Not yet measured with {summary.get('model', 'this model')}: `benchmarks.rd` with "
             "`--effort 1 --effort 2` adds it to the results (it resumes from `rd.jsonl`)."
         )
-    for name, bd in sorted(summary.get("effort_bd_rate_vs", {}).items()):
+    for name, bd in sorted(summary["effort_bd_rate_vs"].items()):
         points, plain = summary["curves"][name], summary["curves"]["hvqcodec"]
         lines += [
             f"`{name}`, {len(points)} qualities, {summary['images']} images: BD-rate against "

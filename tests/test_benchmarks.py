@@ -52,7 +52,7 @@ def test_rd_and_kodak_benchmarks_run_on_one_image(tmp_path, tiny_codec, staged_c
     rd.main([*args, "--small", "--visual", "dog.png", "--also", str(weights)])
     summary = json.loads((out / "rd_summary.json").read_text())
     assert len(summary["curves"][earlier]) == 2 and earlier in summary["bd_rate_vs"]
-    assert summary["model"] == m.name
+    assert summary["model"] == m.name and summary["earlier_models"] == [earlier]
 
     kodak.main(args)
     result = json.loads((out / "hvq.json").read_text())
