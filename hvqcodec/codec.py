@@ -30,7 +30,7 @@ from hvqcodec.image_io import ImageInput, load_rgb, output_image
 from hvqcodec.metrics import psnr
 from hvqcodec.models import load_shipped, load_weights
 from hvqcodec.range_coder import StreamStats
-from hvqcodec.rate_control import Target, search, to_hundredths
+from hvqcodec.rate_control import Target, corrected_search, search, to_hundredths
 from hvqcodec.shipped import DEFAULT_MODEL, SHIPPED, model_label
 
 # Default limit on decoded pixels (Pillow's MAX_IMAGE_PIXELS): larger headers are refused
@@ -189,14 +189,16 @@ class Codec:
         last: dict[int, tuple[bytes, Trial]] = {}  # the latest trial only: codes are large
         measured: dict[int, float] = {}  # PSNR of each trial's reconstruction
 
+        def packed(q: int, payload: list[bytes]) -> bytes:
+            header = container.HvqFile(width, height, self.model.model_id, q, payload, chunks,
+                                       container.version_for(flags), flags)  # fmt: skip
+            return container.pack(header)
+
         def pack(q: int) -> tuple[bytes, Trial]:
             if q not in last:
                 trial = encoder.streams(q)
-                payload = [c.stream for c in trial.coded.values()]
-                header = container.HvqFile(width, height, self.model.model_id, q, payload, chunks,
-                                           container.version_for(flags), flags)  # fmt: skip
                 last.clear()
-                last[q] = container.pack(header), trial
+                last[q] = packed(q, [c.stream for c in trial.coded.values()]), trial
             return last[q]
 
         def achieved(q: int) -> float:
@@ -212,7 +214,14 @@ class Codec:
         if target is None:
             q = to_hundredths(self.default_quality) if asked is None else asked
         else:
-            q = search(lambda q: target.score(achieved(q)), target, encoder.knots)
+            score = lambda q: target.score(achieved(q))  # noqa: E731
+            if encoder.estimate is None:
+                q = search(score, target, encoder.knots)
+            else:  # searched on the family's cheap estimate, which a few real trials correct
+                around = len(packed(0, [b""] * self.model.max_streams))  # header and chunks
+                extra = around if target.kind == "size" else 0.0
+                guess = lambda q: target.score(encoder.estimate(q, target.kind) + extra)  # noqa: E731
+                q = corrected_search(score, guess, target, encoder.knots)
             miss, fails = target.miss(achieved(q), q)
             if fails and strict:
                 raise HvqError(miss)

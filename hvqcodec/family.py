@@ -16,6 +16,7 @@ Names used throughout:
   *priors*, and their integer-exact twins are named `Integer*`.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -61,6 +62,10 @@ class StreamEncoder(Protocol):
 
     # Qualities (hundredths) where rate jumps, which a target search tries first.
     knots: tuple[int, ...]
+    # A cheap stand-in for a trial, `estimate(hundredths, kind)`: the streams' bytes ("size")
+    # or the PSNR ("psnr") a target search runs on before real trials correct it
+    # (`rate_control.corrected_search`); None where every trial of the search is real.
+    estimate: Callable[[int, str], float] | None
 
     def streams(self, hundredths: int) -> Trial:
         """The coded streams of one quality."""

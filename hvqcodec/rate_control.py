@@ -6,13 +6,17 @@ model family maps it, monotonically and continuously, onto its own rate paramete
 (0..10000): the header stores that integer, so a fraction asked for is the fraction recorded.
 
 A target (`--size`, `--bpp`, `--psnr`) is met by a search along that scale (`search`) whose
-trials reuse one analysis of the image: each trial recodes only what the quality changes.
+trials reuse one analysis of the image: each trial recodes only what the quality changes. Where
+the family can estimate a trial cheaply, the search runs on the estimate and a few real trials
+correct it (`corrected_search`).
 """
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
 
 from hvqcodec.errors import HvqError
 
@@ -156,9 +160,11 @@ def search(
     target: Target,
     knots: tuple[int, ...] = (),
     max_trials: int = 12,
+    bracket: tuple[int, int] = (0, FULL),
 ) -> int:
     """The quality (hundredths) to encode at for `target`, where `score(q)` (`Target.score` of
-    a trial at q) rises with q.
+    a trial at q) rises with q, searched within `bracket` (its ends: the whole scale, or
+    qualities known to lie below and above the window).
 
     The ends are tried first: past them the target cannot be met, and the nearer end is
     returned. `knots` are qualities where the model's rate control changes gear (where `score`
@@ -178,7 +184,7 @@ def search(
             tried[q] = score(q)
         return tried[q]
 
-    lo, hi = 0, FULL
+    lo, hi = bracket
     if size and at(hi) <= high or not size and at(lo) >= low:
         return hi if size else lo  # even the best fits, or even the least reaches
     if size and at(lo) > high or not size and at(hi) < low:
@@ -219,3 +225,54 @@ def search(
     if size:
         return max((q for q, s in tried.items() if s <= high), key=lambda q: (tried[q], q))
     return min((q for q, s in tried.items() if s >= low), key=lambda q: (tried[q], -q))
+
+
+def corrected_search(
+    score: Callable[[int], float],
+    estimate: Callable[[int], float],
+    target: Target,
+    knots: tuple[int, ...] = (),
+    real_trials: int = 4,
+) -> int:
+    """`search` run on `estimate(q)`, a cheap stand-in for `score(q)`, and corrected by real
+    trials: the estimate is shifted by what it missed at each real trial (interpolated between
+    them, held beyond), and searched again. Where that does not settle within `real_trials`,
+    `search` runs on the real score inside the bracket the real trials made. Returns what
+    `search(score, ...)` would accept."""
+    low, high = target.window
+    size = target.kind == "size"
+    real: dict[int, float] = {}
+    guessed: dict[int, float] = {}
+
+    def at(q: int) -> float:
+        if q not in real:
+            real[q] = score(q)
+        return real[q]
+
+    def guess(q: int) -> float:
+        if q not in guessed:
+            guessed[q] = estimate(q)
+        return guessed[q]
+
+    def corrected(q: int) -> float:
+        if not real:
+            return guess(q)
+        qs = sorted(real)
+        return guess(q) + float(np.interp(q, qs, [real[k] - guess(k) for k in qs]))
+
+    for _ in range(real_trials):
+        q = search(corrected, target, knots)
+        if q in real:  # the corrected estimate points where a real trial already missed
+            break
+        s = at(q)
+        if low <= s <= high:
+            return q
+        # At an end on the far side of the window, no quality can meet the target: as search.
+        if q == FULL and (s <= high if size else s < low):
+            return q
+        if q == 0 and (s > high if size else s >= low):
+            return q
+    below = [q for q, s in real.items() if s < low]
+    above = [q for q, s in real.items() if s > high]
+    bracket = (max(below, default=0), min(above, default=FULL))
+    return search(at, target, knots, bracket=bracket if bracket[0] < bracket[1] else (0, FULL))

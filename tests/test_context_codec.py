@@ -113,3 +113,32 @@ def test_the_table_coder_leaves_the_callers_symbols_as_given():
         )
         assert np.array_equal(symbols, given)
         assert np.array_equal(coded, np.clip(given, -radius, radius))
+
+
+def test_targets_are_searched_on_the_estimate_and_met_by_real_files(codec, dog, monkeypatch):
+    """The estimate (no context passes, ideal costs, a crop's PSNR) follows the real files
+    closely enough that a few real trials settle a target."""
+    from hvqcodec.families.hyper.pipeline import Encoder
+    from hvqcodec.metrics import psnr
+
+    encoder = codec.model.encoder(dog)
+    guesses, reached = [], []
+    for q in (1000, 5000, 9000):
+        trial = encoder.streams(q)
+        size = sum(len(c.stream) for c in trial.coded.values())
+        assert abs(encoder.estimate(q, "size") / size - 1) < 0.25
+        guesses.append(encoder.estimate(q, "psnr"))
+        reached.append(psnr(dog, encoder.reconstruct(trial)))
+        assert abs(guesses[-1] - reached[-1]) < 3
+    assert guesses == sorted(guesses)
+    real = []
+    streams = Encoder.streams
+    monkeypatch.setattr(Encoder, "streams", lambda self, q: real.append(q) or streams(self, q))
+    budget = int(0.6 * len(codec.encode(dog, 100)))
+    real.clear()
+    assert 0.97 * budget <= len(codec.encode(dog, target_size=budget)) <= budget
+    assert len(real) <= 4
+    goal = (reached[0] + reached[-1]) / 2
+    real.clear()
+    enc = codec.encode_detailed(dog, target_psnr=goal)
+    assert goal <= enc.psnr <= goal + 0.3 and not enc.notes and len(real) <= 5

@@ -12,7 +12,14 @@ from hvqcodec import Codec, HvqError, container, encode
 from hvqcodec.cli import main
 from hvqcodec.metrics import psnr
 from hvqcodec.models import build_model
-from hvqcodec.rate_control import FULL, StageScale, Target, search, to_hundredths
+from hvqcodec.rate_control import (
+    FULL,
+    StageScale,
+    Target,
+    corrected_search,
+    search,
+    to_hundredths,
+)
 from tests.conftest import IMAGES, tiny_hyper
 
 
@@ -104,6 +111,51 @@ def test_search_across_a_jump_keeps_the_safe_side():
     assert size(q) == 1000 and trials <= 12
     q, _ = _search(size, Target("psnr", 2000, "x"))  # the same curve read as a PSNR
     assert size(q) == 3000
+
+
+def _corrected(values, estimate, target: Target) -> tuple[int, int]:
+    """Run `corrected_search` with a stand-in `estimate` of `values`; (result, real trials)."""
+    calls = []
+
+    def score(q):
+        calls.append(q)
+        return target.score(values(q))
+
+    return corrected_search(score, lambda q: target.score(estimate(q)), target), len(calls)
+
+
+def test_an_estimate_off_by_a_drifting_amount_costs_few_real_trials():
+    size = lambda q: 1000 * math.exp(3 * q / FULL)  # noqa: E731
+    target = Target("size", 5000, "5000 bytes")
+    q, trials = _corrected(size, lambda q: 1.15 * size(q) + 200 * q / FULL, target)
+    assert 0.97 * 5000 <= size(q) <= 5000 and trials <= 3
+    quality = lambda q: 20 + 15 * (q / FULL) ** 2  # noqa: E731
+    target = Target("psnr", 30.0, "30 dB")
+    q, trials = _corrected(quality, lambda q: quality(q) + 2 - 0.5 * q / FULL, target)
+    assert 30 <= quality(q) <= 30.3 and trials <= 3
+
+
+def test_a_useless_estimate_still_finds_what_search_accepts():
+    size = lambda q: 1000 * math.exp(3 * q / FULL)  # noqa: E731
+    target = Target("size", 5000, "5000 bytes")
+    for estimate in (lambda q: 7, lambda q: 1e6 - q, lambda q: size(FULL - q)):
+        q, trials = _corrected(size, estimate, target)
+        assert 0.97 * 5000 <= size(q) <= 5000 and trials <= 4 + 12
+    quality = lambda q: 1000 if q <= 7500 else 3000  # noqa: E731  a jump the estimate misses
+    q, _ = _corrected(quality, lambda q: 1000 + q / 5, Target("size", 2000, "2000 bytes"))
+    assert quality(q) == 1000
+    q, _ = _corrected(quality, lambda q: 1000 + q / 5, Target("psnr", 2000, "x"))
+    assert quality(q) == 3000
+
+
+def test_a_corrected_search_past_the_ends_gives_the_nearest_miss():
+    size = lambda q: 1000 + q  # noqa: E731
+    for budget, end in ((500, 0), (20000, FULL)):  # nothing fits; even the best fits
+        q, trials = _corrected(size, lambda q: 0.9 * size(q), Target("size", budget, "b"))
+        assert q == end and trials <= 2
+    for goal, end in ((900, 0), (20000, FULL)):  # even the least reaches; nothing reaches
+        q, trials = _corrected(size, lambda q: 1.1 * size(q), Target("psnr", goal, "x"))
+        assert q == end and trials <= 2
 
 
 def test_a_size_target_fits_within_three_percent(hyper, dog):

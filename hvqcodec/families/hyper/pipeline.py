@@ -45,6 +45,7 @@ from hvqcodec.family import (
 )
 from hvqcodec.integer_prior import IntegerLevelPrior
 from hvqcodec.layers.tiling import Tile
+from hvqcodec.metrics import psnr
 from hvqcodec.range_coder import TableDecoder, TableEncoder, WavefrontDecoder, WavefrontEncoder
 from hvqcodec.rate_control import DEFAULT_QUALITY, FULL
 
@@ -69,6 +70,9 @@ class HyperModel:
         # modulation copies three upsamplings, an encoder runs the synthesis several times per
         # quality, and a loaded model's weights never change.
         self.synthesis_at = functools.lru_cache(maxsize=8)(self.net.synthesis_at)
+        # Each table's cost in bits of each value it spans (`Encoder.estimate`): inf outside.
+        with np.errstate(divide="ignore"):
+            self.symbol_bits = np.log2(self.tables.sum(1, keepdims=True) / self.tables)
 
     @property
     def qualities(self) -> tuple[float, ...]:
@@ -208,6 +212,16 @@ class FineLevel:
         return window
 
 
+# Latent positions decoded around `Encoder.estimate`'s crop: past 2, its PSNR no longer
+# moves (kodim04, every quality), though the synthesis reaches further.
+HALO = 2
+
+
+def _middle(n: int) -> slice:
+    """The middle half of n positions (all of them below 4)."""
+    return slice(n // 4, n // 4 + n // 2) if n >= 4 else slice(0, n)
+
+
 def _code_level(model: HyperModel, name: str, codes: dict, shape, coder) -> np.ndarray:
     upper = [codes[k] for k in VQ_LEVELS[: VQ_LEVELS.index(name)]]
     return model.priors[name].code(upper, shape, coder)
@@ -288,6 +302,37 @@ class Encoder:
         latent = level.code(step)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
         return Trial(hundredths, {**self.vq, "fine": fine}), latent
+
+    @torch.no_grad()
+    def estimate(self, hundredths: int, kind: str) -> float:
+        """A cheap stand-in for a trial (`rate_control.corrected_search`), from the analysis'
+        symbols under the hyper synthesis' tables alone: no context passes, no refinement, no
+        range coding. `kind` "size": the streams' bytes, the fine symbols at their ideal cost;
+        "psnr": the PSNR of the middle quarter of the image decoded from those symbols."""
+        if kind == "size":
+            level, bits = FineLevel(self.model, self.mean, self.log_scale, hundredths), 0.0
+            for c in level._pieces(len(self.mean)):
+                indices = scale_indices(self.log_scale[c], level.log_gain[c]).numpy()
+                radii = self.model.radii[indices]
+                symbols = np.clip(level.symbols(self.y[c], self.mean[c], c), -radii, radii)
+                bits += float(self.model.symbol_bits[indices, symbols + radii].sum())
+            return sum(len(c.stream) for c in self.vq.values()) + bits / 8
+        # Decoded with a halo of latent around it, so that its edges are those of the image.
+        stride, halo = STRIDES["fine"], HALO
+        inner = [_middle(-(-n // stride)) for n in (self.height, self.width)]
+        rows, cols = (slice(max(0, s.start - halo), min(len_, s.stop + halo))
+                      for s, len_ in zip(inner, self.mean.shape[1:]))  # fmt: skip
+        crop = (slice(None), rows, cols)
+        level = FineLevel(self.model, self.mean[crop], self.log_scale[crop], hundredths)
+        symbols = level.symbols(self.y[crop], level.mean)
+        top, left = rows.start * stride, cols.start * stride
+        height = min(self.height, rows.stop * stride) - top
+        width = min(self.width, cols.stop * stride) - left
+        pixels = synthesis(self.model, level.latent(symbols), tuple(level.mean.shape[1:]),
+                           height, width, hundredths)  # fmt: skip
+        (y0, y1), (x0, x1) = ((s.start * stride, min(n, s.stop * stride))
+                              for s, n in zip(inner, (self.height, self.width)))  # fmt: skip
+        return psnr(self.rgb[y0:y1, x0:x1], pixels[y0 - top : y1 - top, x0 - left : x1 - left])
 
     def _lambda(self, hundredths: int) -> float:
         net = self.model.net

@@ -87,6 +87,8 @@ class Encoder:
     top and middle levels and the nearest-code stages are coded once, and a trial recodes
     only its last, rate-distortion weighted, stage."""
 
+    estimate = None  # a trial is already cheap, and rate jumps where a stage comes in
+
     @torch.no_grad()
     def __init__(self, model: VQVAEModel, rgb: np.ndarray) -> None:
         self.model, self.vqvae = model, model.vqvae
