@@ -47,6 +47,9 @@ class Trial:
 
     hundredths: int
     coded: dict[str, Coded]
+    # What `reconstruct` starts from where coding the streams already made it (the hvq-v3
+    # family's decoded latent, which takes the context model's passes), else None.
+    latent: object = None
 
 
 @dataclass

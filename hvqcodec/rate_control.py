@@ -260,8 +260,14 @@ def corrected_search(
         qs = sorted(real)
         return guess(q) + float(np.interp(q, qs, [real[k] - guess(k) for k in qs]))
 
+    def bracket() -> tuple[int, int]:
+        """The qualities the real trials put below and above the window (the ends if none)."""
+        lo = max((q for q, s in real.items() if s < low), default=0)
+        hi = min((q for q, s in real.items() if s > high), default=FULL)
+        return (lo, hi) if lo < hi else (0, FULL)
+
     for _ in range(real_trials):
-        q = search(corrected, target, knots)
+        q = search(corrected, target, knots, bracket=bracket())
         if q in real:  # the corrected estimate points where a real trial already missed
             break
         s = at(q)
@@ -272,7 +278,4 @@ def corrected_search(
             return q
         if q == 0 and (s > high if size else s >= low):
             return q
-    below = [q for q, s in real.items() if s < low]
-    above = [q for q, s in real.items() if s > high]
-    bracket = (max(below, default=0), min(above, default=FULL))
-    return search(at, target, knots, bracket=bracket if bracket[0] < bracket[1] else (0, FULL))
+    return search(at, target, knots, bracket=bracket())

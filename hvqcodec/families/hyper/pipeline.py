@@ -275,15 +275,14 @@ class Encoder:
             refined = self._refined_latent(level, hundredths)
             trials = [self._trial(level, hundredths, y) for y in (self.y, refined)]
 
-            def loss(tried) -> float:
-                trial, latent = tried
-                return self._loss(hundredths, latent, 8 * len(trial.coded["fine"].stream))
+            def loss(trial: Trial) -> float:
+                return self._loss(hundredths, trial.latent, 8 * len(trial.coded["fine"].stream))
 
-            return min(trials, key=loss)[0]
-        return self._trial(level, hundredths, self.y)[0]
+            return min(trials, key=loss)
+        return self._trial(level, hundredths, self.y)
 
-    def _trial(self, level: FineLevel, hundredths: int, y: torch.Tensor):
-        """A quality's streams from the latent y, and the synthesis' latent of what they code
+    def _trial(self, level: FineLevel, hundredths: int, y: torch.Tensor) -> Trial:
+        """A quality's streams from the latent y, with the synthesis' latent of what they code
         (`FineLevel.code`)."""
         coder = TableEncoder(self.model.tables, self.model.radii)
         codes = np.zeros(self.mean.shape, dtype=np.int32)
@@ -301,7 +300,7 @@ class Encoder:
         t = time.perf_counter()
         latent = level.code(step)
         fine = Coded(coder.finish(), codes, coder, time.perf_counter() - t + self.hyper_seconds)
-        return Trial(hundredths, {**self.vq, "fine": fine}), latent
+        return Trial(hundredths, {**self.vq, "fine": fine}, latent)
 
     @torch.no_grad()
     def estimate(self, hundredths: int, kind: str) -> float:
@@ -383,9 +382,11 @@ class Encoder:
 
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
-        level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
-        codes = trial.coded["fine"].codes
-        latent = level.code(lambda part, indices, mean, where: codes[part])
+        latent = trial.latent
+        if latent is None:
+            level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
+            codes = trial.coded["fine"].codes
+            latent = level.code(lambda part, indices, mean, where: codes[part])
         return self._pixels(latent, trial.hundredths)
 
 
