@@ -11,6 +11,7 @@ the family can estimate a trial cheaply, the search runs on the estimate and a f
 correct it (`corrected_search`).
 """
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -242,17 +243,12 @@ def corrected_search(
     low, high = target.window
     size = target.kind == "size"
     real: dict[int, float] = {}
-    guessed: dict[int, float] = {}
+    guess = functools.cache(estimate)
 
     def at(q: int) -> float:
         if q not in real:
             real[q] = score(q)
         return real[q]
-
-    def guess(q: int) -> float:
-        if q not in guessed:
-            guessed[q] = estimate(q)
-        return guessed[q]
 
     def corrected(q: int) -> float:
         if not real:

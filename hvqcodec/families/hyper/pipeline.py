@@ -310,11 +310,11 @@ class Encoder:
         "psnr": the PSNR of the middle quarter of the image decoded from those symbols."""
         if kind == "size":
             level, bits = FineLevel(self.model, self.mean, self.log_scale, hundredths), 0.0
+            indices = level.indices()
             for c in level._pieces(len(self.mean)):
-                indices = scale_indices(self.log_scale[c], level.log_gain[c]).numpy()
-                radii = self.model.radii[indices]
+                radii = self.model.radii[indices[c]]
                 symbols = np.clip(level.symbols(self.y[c], self.mean[c], c), -radii, radii)
-                bits += float(self.model.symbol_bits[indices, symbols + radii].sum())
+                bits += float(self.model.symbol_bits[indices[c], symbols + radii].sum())
             return sum(len(c.stream) for c in self.vq.values()) + bits / 8
         # Decoded with a halo of latent around it, so that its edges are those of the image.
         stride, halo = STRIDES["fine"], HALO
@@ -382,12 +382,7 @@ class Encoder:
 
     @torch.no_grad()
     def reconstruct(self, trial: Trial) -> np.ndarray:
-        latent = trial.latent
-        if latent is None:
-            level = FineLevel(self.model, self.mean, self.log_scale, trial.hundredths)
-            codes = trial.coded["fine"].codes
-            latent = level.code(lambda part, indices, mean, where: codes[part])
-        return self._pixels(latent, trial.hundredths)
+        return self._pixels(trial.latent, trial.hundredths)  # every trial of `streams` has it
 
 
 @torch.no_grad()
